@@ -1,0 +1,25 @@
+{
+    "name": "CRM Payments for Stripe",
+    "summary": "Stripe in Odoo CRM, invoicing and portal: one customer per partner, "
+    "saved payment methods and a webhook ledger that never loses an event",
+    "version": "18.0.1.0.0",
+    "category": "Accounting/Payment Providers",
+    "license": "LGPL-3",
+    "author": "crm_payment_integration developers",
+    "website": "https://example.com/crm_payment_integration",
+    "depends": ["crm", "account_payment", "payment_stripe"],
+    "external_dependencies": {"python": ["stripe"]},
+    "data": [
+        "security/crm_payment_security.xml",
+        "security/ir.model.access.csv",
+        "data/ir_cron_data.xml",
+        "views/payment_provider_views.xml",
+        "views/crm_payment_event_views.xml",
+        "views/crm_stripe_customer_views.xml",
+        "views/res_partner_views.xml",
+        "views/payment_token_views.xml",
+        "views/crm_payment_menus.xml",
+    ],
+    "installable": True,
+    "application": False,
+}

@@ -1,0 +1,76 @@
+"""Constants of the Stripe integration: mappings only, no logic.
+
+Kept free of Odoo imports so that the pure parts (``services/``) can use them in unit tests.
+"""
+
+# The Stripe API version this add-on is written against, sent with every request and used when
+# registering webhook endpoints. See https://docs.stripe.com/api/versioning.
+API_VERSION = "2026-10-28.endive"
+
+# Network behaviour of the client. See https://docs.stripe.com/error-low-level#idempotency.
+REQUEST_TIMEOUT = 30  # seconds, per HTTP request
+MAX_NETWORK_RETRIES = 2  # the SDK retries connection errors, 409, 429 and 5xx with backoff
+
+# Webhooks. See https://docs.stripe.com/webhooks#verify-events.
+WEBHOOK_TOLERANCE = 300  # seconds between the signature's timestamp and now
+WEBHOOK_MAX_BODY = 1024 * 1024  # bytes; larger bodies are refused with 413
+
+# Event type -> method of `crm.payment.event` applying it. Types not listed are stored as ignored.
+# Other add-ons (and later features) extend `crm.payment.event._crm_get_event_handlers()`.
+EVENT_HANDLERS = {
+    "customer.updated": "_crm_handle_customer_updated",
+    "customer.deleted": "_crm_handle_customer_deleted",
+    "payment_method.attached": "_crm_handle_payment_method",
+    "payment_method.updated": "_crm_handle_payment_method",
+    "payment_method.detached": "_crm_handle_payment_method",
+}
+
+# Delays, in minutes, before each retry of an event whose processing failed. After the last one
+# the event is marked as failed and an activity is scheduled for a person.
+EVENT_RETRY_DELAYS = (1, 5, 30, 120, 720)
+
+# Events claimed per batch by the processing cron; each batch is committed on its own.
+EVENT_BATCH_SIZE = 200
+
+# Payment method types synchronised as Odoo payment tokens.
+# See https://docs.stripe.com/api/payment_methods/object#payment_method_object-type.
+TOKENIZED_PAYMENT_METHOD_TYPES = ("card",)
+
+# Stripe card brand -> code of Odoo's `payment.method`.
+# See https://docs.stripe.com/api/payment_methods/object#payment_method_object-card-brand.
+CARD_BRAND_MAPPING = {
+    "amex": "amex",
+    "cartes_bancaires": "cartes_bancaires",
+    "diners": "diners",
+    "discover": "discover",
+    "eftpos_au": "eftpos_au",
+    "interac": "interac",
+    "jcb": "jcb",
+    "mastercard": "mastercard",
+    "unionpay": "unionpay",
+    "visa": "visa",
+}
+
+# Country code -> Stripe tax id type of the partner's VAT number.
+# See https://docs.stripe.com/api/tax_ids/object#tax_id_object-type.
+EU_COUNTRY_CODES = {
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
+    "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+}
+TAX_ID_TYPES = {
+    "AU": "au_abn",
+    "CH": "ch_vat",
+    "GB": "gb_vat",
+    "NO": "no_vat",
+    "NZ": "nz_gst",
+    **{code: "eu_vat" for code in EU_COUNTRY_CODES},
+}
+
+# Decline codes for which a retry with the same payment method cannot succeed.
+# See https://docs.stripe.com/declines/codes.
+HARD_DECLINE_CODES = {
+    "fraudulent", "lost_card", "pickup_card", "restricted_card", "stolen_card",
+    "card_not_supported", "currency_not_supported", "invalid_account", "new_account_information_available",
+    "do_not_honor", "revocation_of_all_authorizations", "revocation_of_authorization",
+    "security_violation", "stop_payment_order",
+}

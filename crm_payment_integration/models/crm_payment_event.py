@@ -1,0 +1,398 @@
+import json
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import psycopg2.errors
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL, mute_logger
+
+from .. import const
+from ..services.gateway import StripeGatewayError
+
+_logger = logging.getLogger(__name__)
+
+
+class CrmPaymentEvent(models.Model):
+    """The ledger of Stripe events: each one stored once, applied once, in the background.
+
+    The webhook route stores the event (unique per provider and Stripe event id) and answers at
+    once; a cron claims pending events with ``FOR UPDATE SKIP LOCKED`` and applies them with the
+    handler of their type. Handlers re-read the object from Stripe, so the order of arrival does
+    not matter and the newest state wins.
+    """
+
+    _name = "crm.payment.event"
+    _description = "Stripe Event"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "id desc"
+    _rec_name = "stripe_event_id"
+
+    provider_id = fields.Many2one(
+        comodel_name="payment.provider",
+        string="Provider",
+        required=True,
+        readonly=True,
+        ondelete="cascade",
+        index=True,
+    )
+    company_id = fields.Many2one(
+        comodel_name="res.company", string="Company", required=True, readonly=True, index=True
+    )
+    stripe_event_id = fields.Char(string="Event ID", required=True, readonly=True)
+    event_type = fields.Char(string="Type", required=True, readonly=True, index=True)
+    object_id = fields.Char(
+        string="Object ID", readonly=True, index=True, help="The id of the event's data.object."
+    )
+    stripe_created = fields.Datetime(string="Created in Stripe", readonly=True)
+    livemode = fields.Boolean(string="Live", readonly=True)
+    api_version = fields.Char(string="API Version", readonly=True)
+    payload = fields.Json(string="Payload", readonly=True)
+    payload_text = fields.Text(string="Payload (JSON)", compute="_compute_payload_text")
+    received_at = fields.Datetime(string="Received", required=True, readonly=True)
+    state = fields.Selection(
+        selection=[
+            ("pending", "Pending"),
+            ("done", "Done"),
+            ("ignored", "Ignored"),
+            ("failed", "Failed"),
+        ],
+        string="Status",
+        required=True,
+        default="pending",
+        readonly=True,
+    )
+    attempts = fields.Integer(string="Attempts", readonly=True)
+    next_attempt_at = fields.Datetime(string="Next Attempt", readonly=True)
+    processed_at = fields.Datetime(string="Processed", readonly=True)
+    result = fields.Char(string="Result", readonly=True)
+    last_error = fields.Text(string="Last Error", readonly=True)
+
+    _sql_constraints = [
+        (
+            "provider_event_uniq",
+            "unique(provider_id, stripe_event_id)",
+            "A Stripe event is stored once per provider.",
+        ),
+    ]
+
+    def init(self):
+        self.env.cr.execute(
+            """
+            CREATE INDEX IF NOT EXISTS crm_payment_event_pending_idx
+                ON crm_payment_event (next_attempt_at, id) WHERE state = 'pending'
+            """
+        )
+
+    @api.depends("payload")
+    def _compute_payload_text(self):
+        for event in self:
+            event.payload_text = json.dumps(event.payload, indent=2, sort_keys=True)
+
+    # === ACTIONS === #
+
+    def action_crm_reprocess(self):
+        """Apply the events again now, whatever their state; the result shows on each."""
+        self.check_access("write")
+        events_sudo = self.sudo()
+        events_sudo.write(
+            {"state": "pending", "attempts": 0, "next_attempt_at": fields.Datetime.now()}
+        )
+        events_sudo._crm_process()
+        return True
+
+    # === BUSINESS METHODS - INGESTION === #
+
+    @api.model
+    def _crm_get_event_handlers(self):
+        """Return the mapping of event type to the name of the method applying it.
+
+        :rtype: dict
+        """
+        return dict(const.EVENT_HANDLERS)
+
+    @api.model
+    def _crm_ingest(self, provider_sudo, event, raw_payload):
+        """Store a verified event once and schedule its processing.
+
+        A single ``INSERT ... ON CONFLICT DO NOTHING``: a repeated or concurrent delivery of the
+        same event stores nothing more, without an error.
+
+        :param recordset provider_sudo: the `payment.provider` the event was sent to
+        :param dict event: the parsed Stripe Event
+        :param str raw_payload: the request body, stored as received (it is valid JSON)
+        :return: the id of the new event, or ``None`` when it was already stored
+        :rtype: int | None
+        """
+        handled = event["type"] in self._crm_get_event_handlers()
+        now = fields.Datetime.now()
+        created = event.get("created")
+        try:
+            with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
+                row = self._crm_insert_event(provider_sudo, event, raw_payload, handled, now, created)
+        except psycopg2.errors.SerializationFailure:
+            # A concurrent delivery of this event committed it after this transaction began:
+            # under repeatable read, ON CONFLICT reports it instead of skipping it.
+            row = None
+        if row and handled:
+            self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")._trigger()
+        return row and row[0]
+
+    @api.model
+    def _crm_insert_event(self, provider_sudo, event, raw_payload, handled, now, created):
+        self.env.cr.execute(
+            """
+            INSERT INTO crm_payment_event (
+                provider_id, company_id, stripe_event_id, event_type, object_id,
+                stripe_created, livemode, api_version, payload, state, attempts,
+                next_attempt_at, received_at, result,
+                create_uid, write_uid, create_date, write_date
+            )
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, 0, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (provider_id, stripe_event_id) DO NOTHING
+            RETURNING id
+            """,
+            [
+                provider_sudo.id,
+                provider_sudo.company_id.id,
+                event["id"],
+                event["type"],
+                event["data"]["object"].get("id"),
+                datetime.fromtimestamp(created, tz=timezone.utc).replace(tzinfo=None)
+                if isinstance(created, int)
+                else None,
+                bool(event.get("livemode")),
+                event.get("api_version"),
+                raw_payload,
+                "pending" if handled else "ignored",
+                now if handled else None,
+                now,
+                None if handled else _("No handler for this event type."),
+                self.env.uid,
+                self.env.uid,
+                now,
+                now,
+            ],
+        )
+        return self.env.cr.fetchone()
+
+    # === BUSINESS METHODS - PROCESSING === #
+
+    @api.model
+    def _cron_process_events(self, time_budget=50):
+        """Apply pending events in committed batches until none is due or the budget is spent.
+
+        A crash loses at most the batch in progress, whose events stay pending.
+
+        :param int time_budget: seconds after which the run stops and re-triggers itself
+        """
+        auto_commit = not getattr(threading.current_thread(), "testing", False)
+        started = time.monotonic()
+        done = 0
+        while True:
+            processed = self._crm_process_due(limit=const.EVENT_BATCH_SIZE)
+            done += processed
+            if auto_commit:
+                self.env.cr.commit()  # pylint: disable=invalid-commit
+            if processed < const.EVENT_BATCH_SIZE:
+                break
+            if time.monotonic() - started > time_budget:
+                self.env.ref(
+                    "crm_payment_integration.ir_cron_crm_payment_event_process"
+                )._trigger()
+                break
+        self.env["ir.cron"]._notify_progress(done=done, remaining=0)
+        return done
+
+    @api.model
+    def _crm_process_due(self, limit=const.EVENT_BATCH_SIZE, now=None):
+        """Claim up to ``limit`` due events (skipping those another worker holds) and apply them.
+
+        :param int limit: the batch size
+        :param datetime now: the current time (a parameter for tests)
+        :return: how many events were claimed
+        :rtype: int
+        """
+        now = now or fields.Datetime.now()
+        self.env["crm.payment.event"].flush_model()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT id FROM crm_payment_event
+                 WHERE state = 'pending' AND next_attempt_at <= %s
+                 ORDER BY next_attempt_at, id
+                 LIMIT %s
+                   FOR UPDATE SKIP LOCKED
+                """,
+                now,
+                limit,
+            )
+        )
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        if ids:
+            self.sudo().browse(ids).sorted("id")._crm_process(now=now)
+        return len(ids)
+
+    def _crm_process(self, now=None):
+        """Apply each event with its handler, each in its own savepoint.
+
+        Objects re-read from Stripe are shared within the batch, so several events about one
+        customer cost one request. A failure schedules a retry after a growing delay; after the
+        last retry the event is failed and a person gets an activity.
+        """
+        now = now or fields.Datetime.now()
+        handlers = self._crm_get_event_handlers()
+        cache = {}
+        for event in self:
+            handler = handlers.get(event.event_type)
+            if not handler:
+                event.write({"state": "ignored", "result": _("No handler for this event type.")})
+                continue
+            try:
+                with self.env.cr.savepoint():
+                    result = getattr(event.with_context(crm_stripe_cache=cache), handler)()
+            except (UserError, StripeGatewayError, KeyError, ValueError, TypeError) as error:
+                cache.clear()
+                event._crm_record_failure(error, now)
+            except Exception as error:  # noqa: BLE001 - a bug must not block the ledger
+                _logger.exception("stripe event %s failed unexpectedly", event.stripe_event_id)
+                cache.clear()
+                event._crm_record_failure(error, now)
+            else:
+                event.write(
+                    {
+                        "state": "done",
+                        "processed_at": now,
+                        "result": result or _("Applied."),
+                        "last_error": False,
+                        "attempts": event.attempts + 1,
+                    }
+                )
+
+    def _crm_record_failure(self, error, now):
+        self.ensure_one()
+        attempts = self.attempts + 1
+        message = str(error) or error.__class__.__name__
+        values = {"attempts": attempts, "last_error": message}
+        if attempts > len(const.EVENT_RETRY_DELAYS):
+            values.update(state="failed", next_attempt_at=False)
+            self.write(values)
+            self.activity_schedule(
+                "mail.mail_activity_data_todo",
+                user_id=self.provider_id._crm_alert_user().id,
+                summary=_("Stripe event could not be applied"),
+                note=_(
+                    "%(type)s (%(event)s) failed %(attempts)s times: %(error)s. Fix the cause, "
+                    "then click Reprocess.",
+                    type=self.event_type,
+                    event=self.stripe_event_id,
+                    attempts=attempts,
+                    error=message,
+                ),
+            )
+            _logger.warning("stripe event %s failed for good: %s", self.stripe_event_id, message)
+        else:
+            delay = const.EVENT_RETRY_DELAYS[attempts - 1]
+            values["next_attempt_at"] = now + timedelta(minutes=delay)
+            self.write(values)
+            _logger.info(
+                "stripe event %s failed (attempt %s), retry in %s min: %s",
+                self.stripe_event_id,
+                attempts,
+                delay,
+                message,
+            )
+
+    # === BUSINESS METHODS - HANDLERS === #
+
+    def _crm_object(self):
+        return (self.payload or {}).get("data", {}).get("object") or {}
+
+    def _crm_cached(self, key, loader):
+        cache = self.env.context.get("crm_stripe_cache")
+        if cache is None:
+            return loader()
+        if key not in cache:
+            cache[key] = loader()
+        return cache[key]
+
+    def _crm_binding(self, customer_id):
+        return self.env["crm.stripe.customer"].sudo().search(
+            [("provider_id", "=", self.provider_id.id), ("stripe_customer_id", "=", customer_id)],
+            limit=1,
+        )
+
+    def _crm_handle_customer_updated(self):
+        """Apply the customer as Stripe has it now (not as the event had it) to its partner."""
+        customer_id = self.object_id
+        binding = self._crm_binding(customer_id)
+        if not binding:
+            return _("No partner is linked to this customer.")
+        key = ("customer", self.provider_id.id, customer_id)
+        if self.env.context.get("crm_stripe_cache", {}).get(key) == "applied":
+            return _("Applied with an earlier event of this batch.")
+        if not binding._crm_pull():
+            self._crm_cache_set(key, "applied")
+            return _("The customer no longer exists in Stripe; the partner was unlinked.")
+        self._crm_cache_set(key, "applied")
+        return _("Partner %(partner)s updated.", partner=binding.partner_id.display_name)
+
+    def _crm_cache_set(self, key, value):
+        cache = self.env.context.get("crm_stripe_cache")
+        if cache is not None:
+            cache[key] = value
+
+    def _crm_handle_customer_deleted(self):
+        """Unlink the partner, once Stripe confirms the customer is gone."""
+        customer_id = self.object_id
+        binding = self._crm_binding(customer_id)
+        if not binding:
+            return _("No partner is linked to this customer.")
+        customer = self.provider_id._crm_stripe_call("retrieve_customer", customer_id)
+        if customer is not None:
+            # An older deletion cannot undo a customer Stripe still has.
+            return _("The customer still exists in Stripe; nothing to do.")
+        partner = binding.partner_id
+        binding._crm_unlink_deleted_customer()
+        return _("Partner %(partner)s unlinked.", partner=partner.display_name)
+
+    def _crm_handle_payment_method(self):
+        """Mirror one payment method as a token, as Stripe has it now."""
+        pm_id = self.object_id
+        provider_sudo = self.provider_id
+        pm = provider_sudo._crm_stripe_call("retrieve_payment_method", pm_id)
+        Token = self.env["payment.token"].sudo().with_context(active_test=False)
+        token = Token.search(
+            [("provider_id", "=", provider_sudo.id), ("stripe_payment_method", "=", pm_id)],
+            limit=1,
+        )
+        customer_id = pm and pm.get("customer")
+        if isinstance(customer_id, dict):
+            customer_id = customer_id.get("id")
+        if not customer_id:
+            if token.active:
+                token.write({"active": False, "crm_is_default": False})
+                return _("Payment method detached; token archived.")
+            return _("Payment method is not attached to a customer.")
+        if pm.get("type") not in const.TOKENIZED_PAYMENT_METHOD_TYPES:
+            return _("Payment methods of type %(type)s are not saved as tokens.", type=pm.get("type"))
+        binding = self._crm_binding(customer_id)
+        if not binding:
+            return _("No partner is linked to this customer.")
+        if token and token.provider_ref != customer_id:
+            token.write({"active": False, "crm_is_default": False})
+            token = Token
+        customer = self._crm_cached(
+            ("customer_data", provider_sudo.id, customer_id),
+            lambda: provider_sudo._crm_stripe_call("retrieve_customer", customer_id),
+        )
+        default_pm = ((customer or {}).get("invoice_settings") or {}).get("default_payment_method")
+        token = Token._crm_upsert_from_stripe(
+            token, pm, binding.partner_id, provider_sudo, customer_id, is_default=default_pm == pm_id
+        )
+        if not token.active:
+            token.active = True
+        return _("Token %(token)s up to date.", token=token.display_name)

@@ -1,0 +1,67 @@
+from odoo import api, fields, models
+
+from .. import const
+
+
+class PaymentToken(models.Model):
+    _inherit = "payment.token"
+
+    crm_exp_month = fields.Integer(string="Expiry Month", readonly=True)
+    crm_exp_year = fields.Integer(string="Expiry Year", readonly=True)
+    crm_is_default = fields.Boolean(
+        string="Default in Stripe",
+        readonly=True,
+        help="The customer's default payment method for invoices in Stripe.",
+    )
+
+    _sql_constraints = [
+        (
+            "crm_stripe_payment_method_uniq",
+            "unique(provider_id, stripe_payment_method)",
+            "A Stripe payment method is saved once per provider.",
+        ),
+    ]
+
+    @api.model
+    def _crm_payment_method_for(self, stripe_pm):
+        """Return Odoo's `payment.method` matching a Stripe payment method (its card brand)."""
+        brand = (stripe_pm.get("card") or {}).get("brand")
+        code = const.CARD_BRAND_MAPPING.get(brand) or "card"
+        PaymentMethod = self.env["payment.method"].sudo().with_context(active_test=False)
+        return PaymentMethod.search([("code", "=", code)], limit=1) or PaymentMethod.search(
+            [("code", "=", "card")], limit=1
+        )
+
+    @api.model
+    def _crm_upsert_from_stripe(
+        self, token, stripe_pm, partner, provider_sudo, customer_id, is_default=False
+    ):
+        """Create or update the token of a Stripe payment method. Card data is never kept:
+        only the brand, the last 4 digits and the expiry.
+
+        :param recordset token: the existing `payment.token`, or an empty recordset
+        :param dict stripe_pm: the Stripe PaymentMethod object
+        :return: the token
+        """
+        details = stripe_pm.get(stripe_pm.get("type")) or {}
+        values = {
+            "payment_details": details.get("last4") or "",
+            "crm_exp_month": details.get("exp_month") or 0,
+            "crm_exp_year": details.get("exp_year") or 0,
+            "crm_is_default": is_default,
+        }
+        if token:
+            changed = {k: v for k, v in values.items() if token[k] != v}
+            if changed:
+                token.write(changed)
+            return token
+        return self.sudo().create(
+            {
+                **values,
+                "provider_id": provider_sudo.id,
+                "payment_method_id": self._crm_payment_method_for(stripe_pm).id,
+                "partner_id": partner.id,
+                "provider_ref": customer_id,
+                "stripe_payment_method": stripe_pm["id"],
+            }
+        )

@@ -1,0 +1,375 @@
+"""The one gateway to Stripe: every call of the add-on goes through :class:`StripeGateway`.
+
+Pure Python on top of the official SDK (``stripe.StripeClient``), with no Odoo import, so that it
+is unit-tested without a database. It pins the API version, takes the base URL of the provider
+(empty means Stripe; localstripe in tests and the demo), sets a timeout and network retries,
+requires an idempotency key on every create call, and turns the SDK's exceptions into
+:class:`StripeGatewayError` whose ``kind`` the ORM layer translates into a message for the user.
+
+Secrets and card data never reach a log line: only the operation, the object id, Stripe's request
+id and the error kind are logged.
+"""
+
+import hashlib
+import json
+import logging
+import threading
+
+import stripe
+
+from .. import const
+
+_logger = logging.getLogger(__name__)
+
+STRIPE_API_BASE = "https://api.stripe.com"
+
+
+class StripeGatewayError(Exception):
+    """A Stripe call that did not succeed, classified for the user and for retries.
+
+    :param str kind: one of ``authentication``, ``permission``, ``not_found``,
+        ``invalid_request``, ``card_declined``, ``rate_limited``, ``network``, ``idempotency``,
+        ``api``
+    :param str message: Stripe's own message (English, safe to show: never contains secrets)
+    """
+
+    RETRYABLE_KINDS = frozenset({"rate_limited", "network", "api"})
+
+    def __init__(
+        self,
+        kind,
+        message,
+        *,
+        code=None,
+        decline_code=None,
+        http_status=None,
+        request_id=None,
+        param=None,
+        operation=None,
+    ):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.code = code
+        self.decline_code = decline_code
+        self.http_status = http_status
+        self.request_id = request_id
+        self.param = param
+        self.operation = operation
+
+    @property
+    def retryable(self):
+        """Whether the same call may succeed later without any change."""
+        return self.kind in self.RETRYABLE_KINDS
+
+    def __repr__(self):
+        return (
+            f"StripeGatewayError(kind={self.kind!r}, code={self.code!r}, "
+            f"decline_code={self.decline_code!r}, http_status={self.http_status!r})"
+        )
+
+
+def classify_stripe_error(error, operation=None):
+    """Turn an exception of the ``stripe`` SDK into a :class:`StripeGatewayError`.
+
+    :param stripe.StripeError error: the SDK's exception
+    :param str operation: the gateway operation that failed, for the log and the message
+    :return: the classified error
+    :rtype: StripeGatewayError
+    """
+    status = getattr(error, "http_status", None)
+    code = getattr(error, "code", None)
+    param = getattr(error, "param", None)
+    decline_code = None
+    error_obj = getattr(error, "error", None)
+    if error_obj is not None:
+        decline_code = getattr(error_obj, "decline_code", None)
+    if isinstance(error, stripe.CardError):
+        kind = "card_declined"
+        decline_code = decline_code or getattr(error, "decline_code", None) or code
+    elif isinstance(error, stripe.AuthenticationError):
+        kind = "authentication"
+    elif isinstance(error, stripe.PermissionError):
+        kind = "permission"
+    elif isinstance(error, stripe.RateLimitError):
+        kind = "rate_limited"
+    elif isinstance(error, stripe.APIConnectionError):
+        kind = "network"
+    elif isinstance(error, stripe.IdempotencyError):
+        kind = "idempotency"
+    elif isinstance(error, stripe.InvalidRequestError):
+        kind = "not_found" if status == 404 or code == "resource_missing" else "invalid_request"
+    elif status == 402:
+        kind = "card_declined"
+    elif status == 429:
+        kind = "rate_limited"
+    else:
+        kind = "api"
+    message = error.user_message or str(error) or kind
+    return StripeGatewayError(
+        kind,
+        message,
+        code=code,
+        decline_code=decline_code,
+        http_status=status,
+        request_id=getattr(error, "request_id", None),
+        param=param,
+        operation=operation,
+    )
+
+
+def make_idempotency_key(*parts):
+    """Derive a stable idempotency key from the Odoo records a create call is made for.
+
+    The same parts always give the same key, so a double click, a retried request or a crashed
+    worker repeating the call gets Stripe's first answer instead of a second object.
+
+    :param parts: values identifying the call (database uuid, model, ids, scope, ...)
+    :return: a key of at most 64 characters
+    :rtype: str
+    """
+    if not parts or any(part is None or part is False or part == "" for part in parts):
+        raise ValueError("an idempotency key needs non-empty parts")
+    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()
+    return "odoo-" + digest[:59]
+
+
+def to_plain(obj):
+    """Return a Stripe object as plain ``dict``/``list`` values (JSON-compatible)."""
+    if isinstance(obj, stripe.StripeObject):
+        return obj.to_dict()
+    if isinstance(obj, dict):
+        return {key: to_plain(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [to_plain(value) for value in obj]
+    return obj
+
+
+class StripeGateway:
+    """A Stripe account reached with one secret key at one base URL.
+
+    Instances are cheap; the underlying ``StripeClient`` (and its HTTP connection pool) is shared
+    per key, base URL and thread.
+
+    :param str api_key: the secret key (``sk_...``)
+    :param str api_base: the base URL, empty for Stripe itself
+    :param stripe.HTTPClient http_client: an HTTP client to use instead of the default one (the
+        only place where tests answer for what localstripe lacks)
+    """
+
+    _local = threading.local()
+
+    def __init__(
+        self,
+        api_key,
+        api_base=None,
+        *,
+        timeout=const.REQUEST_TIMEOUT,
+        max_network_retries=const.MAX_NETWORK_RETRIES,
+        http_client=None,
+    ):
+        if not api_key:
+            raise StripeGatewayError("authentication", "No Stripe secret key is configured.")
+        self.api_key = api_key
+        self.api_base = (api_base or STRIPE_API_BASE).rstrip("/")
+        self.timeout = timeout
+        self.max_network_retries = max_network_retries
+        self.http_client = http_client
+
+    # --- client ---------------------------------------------------------------------------
+
+    @property
+    def is_stripe(self):
+        """Whether this gateway talks to Stripe itself (not a stand-in such as localstripe)."""
+        return self.api_base == STRIPE_API_BASE
+
+    @property
+    def client(self):
+        if self.http_client is not None:
+            return self._build_client(self.http_client)
+        cache = getattr(self._local, "clients", None)
+        if cache is None:
+            cache = self._local.clients = {}
+        cache_key = (
+            hashlib.sha256(self.api_key.encode()).hexdigest(),
+            self.api_base,
+            self.timeout,
+            self.max_network_retries,
+        )
+        client = cache.get(cache_key)
+        if client is None:
+            client = cache[cache_key] = self._build_client(
+                stripe.RequestsClient(timeout=self.timeout)
+            )
+        return client
+
+    def _build_client(self, http_client):
+        return stripe.StripeClient(
+            self.api_key,
+            stripe_version=const.API_VERSION,
+            base_addresses={"api": self.api_base},
+            max_network_retries=self.max_network_retries,
+            http_client=http_client,
+        )
+
+    def _call(self, operation, func, *args, **kwargs):
+        """Run one SDK call and classify its failure.
+
+        :param str operation: a short name of the call, for logs and messages
+        :return: the SDK's answer as plain values
+        :raise StripeGatewayError: when Stripe or the network refused the call
+        """
+        try:
+            result = func(*args, **kwargs)
+        except stripe.StripeError as error:
+            gateway_error = classify_stripe_error(error, operation=operation)
+            _logger.info(
+                "stripe %s failed: kind=%s code=%s decline_code=%s status=%s request_id=%s",
+                operation,
+                gateway_error.kind,
+                gateway_error.code,
+                gateway_error.decline_code,
+                gateway_error.http_status,
+                gateway_error.request_id,
+            )
+            raise gateway_error from None
+        return to_plain(result)
+
+    def _create(self, operation, func, *args, idempotency_key=None, **kwargs):
+        if not idempotency_key:
+            raise ValueError(f"stripe {operation} needs an idempotency key")
+        return self._call(
+            operation, func, *args, options={"idempotency_key": idempotency_key}, **kwargs
+        )
+
+    # --- customers ------------------------------------------------------------------------
+
+    def create_customer(self, params, idempotency_key):
+        return self._create(
+            "customer.create",
+            self.client.v1.customers.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def update_customer(self, customer_id, params):
+        return self._call(
+            "customer.update", self.client.v1.customers.update, customer_id, params=params
+        )
+
+    def retrieve_customer(self, customer_id):
+        """Return the customer, or ``None`` when it does not exist or was deleted."""
+        try:
+            customer = self._call(
+                "customer.retrieve", self.client.v1.customers.retrieve, customer_id
+            )
+        except StripeGatewayError as error:
+            if error.kind == "not_found":
+                return None
+            raise
+        if customer.get("deleted"):
+            return None
+        return customer
+
+    def list_customer_tax_ids(self, customer_id):
+        return self._list("tax_id.list", self.client.v1.customers.tax_ids.list, customer_id)
+
+    def create_customer_tax_id(self, customer_id, tax_type, value, idempotency_key):
+        return self._create(
+            "tax_id.create",
+            self.client.v1.customers.tax_ids.create,
+            customer_id,
+            params={"type": tax_type, "value": value},
+            idempotency_key=idempotency_key,
+        )
+
+    def delete_customer_tax_id(self, customer_id, tax_id):
+        return self._call(
+            "tax_id.delete", self.client.v1.customers.tax_ids.delete, customer_id, tax_id
+        )
+
+    # --- payment methods ------------------------------------------------------------------
+
+    def list_payment_methods(self, customer_id, method_type="card"):
+        return self._list(
+            "payment_method.list",
+            self.client.v1.payment_methods.list,
+            params={"customer": customer_id, "type": method_type},
+        )
+
+    def retrieve_payment_method(self, payment_method_id):
+        """Return the payment method, or ``None`` when it does not exist."""
+        try:
+            return self._call(
+                "payment_method.retrieve",
+                self.client.v1.payment_methods.retrieve,
+                payment_method_id,
+            )
+        except StripeGatewayError as error:
+            if error.kind == "not_found":
+                return None
+            raise
+
+    # --- webhook endpoints ----------------------------------------------------------------
+
+    def create_webhook_endpoint(self, url, events, idempotency_key, description=None):
+        params = {"url": url, "enabled_events": list(events), "api_version": const.API_VERSION}
+        if description:
+            params["description"] = description
+        return self._create(
+            "webhook_endpoint.create",
+            self.client.v1.webhook_endpoints.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def delete_webhook_endpoint(self, endpoint_id):
+        """Delete an endpoint; one that no longer exists counts as deleted."""
+        try:
+            return self._call(
+                "webhook_endpoint.delete", self.client.v1.webhook_endpoints.delete, endpoint_id
+            )
+        except StripeGatewayError as error:
+            if error.kind == "not_found":
+                return None
+            raise
+
+    def configure_localstripe_webhook(self, webhook_id, url, secret, events):
+        """Register a webhook with localstripe, which has no ``webhook_endpoints`` API.
+
+        localstripe's own route ``POST /_config/webhooks/<id>`` takes the url, the signing
+        secret and the event types; the same id replaces the previous registration.
+        """
+        if self.is_stripe:
+            raise ValueError("localstripe configuration is never sent to Stripe")
+        http_client = self.http_client or stripe.RequestsClient(timeout=self.timeout)
+        body = json.dumps({"url": url, "secret": secret, "events": list(events)})
+        try:
+            content, status, __ = http_client.request(
+                "post",
+                f"{self.api_base}/_config/webhooks/{webhook_id}",
+                {"Content-Type": "application/json"},
+                body,
+            )
+        except stripe.StripeError as error:
+            raise classify_stripe_error(error, "localstripe.webhook") from None
+        if status >= 300:
+            raise StripeGatewayError(
+                "invalid_request",
+                f"localstripe refused the webhook ({status}): {content[:200]}",
+                http_status=status,
+                operation="localstripe.webhook",
+            )
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _list(self, operation, func, *args, **kwargs):
+        """Return every item of a Stripe list, following pagination."""
+        page = self._call(operation, func, *args, **kwargs)
+        items = list(page.get("data", []))
+        params = dict(kwargs.pop("params", None) or {})
+        while page.get("has_more") and items:
+            params["starting_after"] = items[-1]["id"]
+            page = self._call(operation, func, *args, params=params, **kwargs)
+            items.extend(page.get("data", []))
+        return items

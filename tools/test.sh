@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Run the whole test suite of crm_payment_integration on a fresh database.
+#
+#   tools/test.sh [pytest arguments...]
+#
+# Installs the test requirements, creates a database, installs the add-on, runs every test with
+# pytest-odoo (HttpCase included, over a real HTTP server), with localstripe started by the test
+# harness itself, drops the database, and exits non-zero on any failure.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+check_odoo
+ensure_role
+check_postgres
+
+echo "== installing test requirements"
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements-test.txt" \
+    || die "could not install $ROOT/requirements-test.txt"
+
+DB="crm_payment_test_$$"
+WORK="$(mktemp -d)"
+CONFIG="$WORK/odoo.conf"
+cleanup() {
+    "$PYTHON" -c "
+import psycopg2
+c = psycopg2.connect(host='$PGHOST', port=$PGPORT, user='$PGUSER', dbname='postgres')
+c.autocommit = True
+c.cursor().execute('DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)')
+" || echo "warning: could not drop database $DB" >&2
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+write_odoo_config "$CONFIG" "$DB" "$WORK/data"
+
+echo "== installing crm_payment_integration in database $DB"
+"$PYTHON" -m odoo -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
+    --log-level=warn --logfile="$WORK/install.log" \
+    || { tail -50 "$WORK/install.log"; die "installation of crm_payment_integration failed"; }
+if grep -E " (ERROR|CRITICAL) " "$WORK/install.log"; then
+    die "installation of crm_payment_integration logged errors"
+fi
+
+echo "== running tests"
+cd "$ROOT"
+set +e
+"$PYTHON" -m pytest "$ROOT/crm_payment_integration/tests" \
+    --odoo-config="$CONFIG" --odoo-database="$DB" --odoo-http --odoo-log-level=warn \
+    -p no:cacheprovider -q "$@"
+status=$?
+set -e
+exit $status
