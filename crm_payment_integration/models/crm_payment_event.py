@@ -182,28 +182,35 @@ class CrmPaymentEvent(models.Model):
     # === BUSINESS METHODS - PROCESSING === #
 
     @api.model
-    def _cron_process_events(self, time_budget=50):
+    def _cron_process_events(self, time_budget=50, batch_size=const.EVENT_BATCH_SIZE):
         """Apply pending events in committed batches until none is due or the budget is spent.
 
-        A crash loses at most the batch in progress, whose events stay pending.
+        A crash loses at most the batch in progress, whose events stay pending. Several workers
+        may run it at once: each claims rows the others do not hold.
 
         :param int time_budget: seconds after which the run stops and re-triggers itself
+        :param int batch_size: events claimed and committed together
+        :return: how many events were applied
         """
         auto_commit = not getattr(threading.current_thread(), "testing", False)
         started = time.monotonic()
-        done = 0
-        while True:
-            processed = self._crm_process_due(limit=const.EVENT_BATCH_SIZE)
+        done = contention = 0
+        while time.monotonic() - started < time_budget:
+            processed = self._crm_process_due(limit=batch_size)
+            if processed is None:
+                # Rows applied by a concurrent worker since this transaction began.
+                contention += 1
+                if not auto_commit or contention > 10:
+                    break
+                self.env.cr.rollback()  # pylint: disable=invalid-commit
+                continue
             done += processed
             if auto_commit:
                 self.env.cr.commit()  # pylint: disable=invalid-commit
-            if processed < const.EVENT_BATCH_SIZE:
+            if processed < batch_size:
                 break
-            if time.monotonic() - started > time_budget:
-                self.env.ref(
-                    "crm_payment_integration.ir_cron_crm_payment_event_process"
-                )._trigger()
-                break
+        else:
+            self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")._trigger()
         self.env["ir.cron"]._notify_progress(done=done, remaining=0)
         return done
 
@@ -213,25 +220,30 @@ class CrmPaymentEvent(models.Model):
 
         :param int limit: the batch size
         :param datetime now: the current time (a parameter for tests)
-        :return: how many events were claimed
-        :rtype: int
+        :return: how many events were claimed, or ``None`` when a concurrent worker changed
+            some of them since this transaction began (retry in a new transaction)
+        :rtype: int | None
         """
         now = now or fields.Datetime.now()
         self.env["crm.payment.event"].flush_model()
-        self.env.cr.execute(
-            SQL(
-                """
-                SELECT id FROM crm_payment_event
-                 WHERE state = 'pending' AND next_attempt_at <= %s
-                 ORDER BY next_attempt_at, id
-                 LIMIT %s
-                   FOR UPDATE SKIP LOCKED
-                """,
-                now,
-                limit,
-            )
-        )
-        ids = [row[0] for row in self.env.cr.fetchall()]
+        try:
+            with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
+                self.env.cr.execute(
+                    SQL(
+                        """
+                        SELECT id FROM crm_payment_event
+                         WHERE state = 'pending' AND next_attempt_at <= %s
+                         ORDER BY next_attempt_at, id
+                         LIMIT %s
+                           FOR UPDATE SKIP LOCKED
+                        """,
+                        now,
+                        limit,
+                    )
+                )
+                ids = [row[0] for row in self.env.cr.fetchall()]
+        except psycopg2.errors.SerializationFailure:
+            return None
         if ids:
             self.sudo().browse(ids).sorted("id")._crm_process(now=now)
         return len(ids)

@@ -20,7 +20,8 @@ from odoo.tests import TransactionCase, new_test_user
 from ..services.gateway import StripeGateway
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "stripe-fixtures3.json"
+# Stripe's own example objects (from its API reference), for Stripe-shaped answers.
+FIXTURES = Path(__file__).parent / "data" / "stripe_objects.json"
 _localstripe = {}
 
 
@@ -80,7 +81,7 @@ def stripe_event(event_type, obj, event_id=None, created=None):
 def stripe_fixture(name):
     """Return a copy of one of Stripe's own example objects."""
     with FIXTURES.open() as file:
-        return copy.deepcopy(json.load(file)["resources"][name])
+        return copy.deepcopy(json.load(file)[name])
 
 
 class StripeHttpMock(stripe.HTTPClient):

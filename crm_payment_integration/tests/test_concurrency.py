@@ -84,8 +84,7 @@ class TestLedgerConcurrency(TransactionCase):
             return original(record)
 
         def drain(env):
-            while env["crm.payment.event"]._crm_process_due(limit=10):
-                env.cr.commit()
+            env["crm.payment.event"]._cron_process_events(batch_size=5)
 
         with patch.object(Event, "_crm_handle_customer_updated", counting_handler):
             self._run_in_workers(2, drain)

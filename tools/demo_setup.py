@@ -1,0 +1,73 @@
+"""Fill the demo database; run by tools/demo.sh through `odoo shell` (``env`` is given).
+
+Points the Stripe provider at localstripe, registers the webhook, creates a few customers with
+invoices, syncs them with (local) Stripe and saves a test card for one of them.
+"""
+
+import os
+
+import stripe
+
+localstripe_url = os.environ["LOCALSTRIPE_URL"]
+odoo_url = os.environ["ODOO_URL"]
+
+env["ir.config_parameter"].set_param("web.base.url", odoo_url)  # noqa: F821
+env["ir.config_parameter"].set_param("web.base.url.freeze", "True")  # noqa: F821
+company = env.company  # noqa: F821
+admin = env.ref("base.user_admin")  # noqa: F821
+admin.write({"email": "admin@example.com"})
+provider = env["payment.provider"]._crm_get_stripe_provider() or env.ref(  # noqa: F821
+    "payment.payment_provider_stripe"
+)
+provider.write(
+    {
+        "state": "test",
+        "stripe_secret_key": "sk_test_demo_crm_payment",
+        "stripe_publishable_key": "pk_test_demo_crm_payment",
+        "crm_api_base": localstripe_url,
+        "crm_alert_user_id": admin.id,
+    }
+)
+provider.action_crm_register_webhook()
+
+Partner = env["res.partner"]  # noqa: F821
+us = env.ref("base.us")  # noqa: F821
+be = env.ref("base.be")  # noqa: F821
+customers = [
+    {"name": "Azure Interior", "email": "azure@example.com", "phone": "+1 555 0100",
+     "street": "4557 De Silva St", "city": "Fremont", "zip": "94538", "country_id": us.id,
+     "state_id": env.ref("base.state_us_5").id},  # noqa: F821
+    {"name": "Deco Addict", "email": "deco.addict@example.com", "street": "77 Santa Barbara Rd",
+     "city": "Pleasant Hill", "zip": "94523", "country_id": us.id},
+    {"name": "Lumber Inc", "email": "lumber@example.com", "street": "Rue de la Loi 16",
+     "city": "Bruxelles", "zip": "1000", "country_id": be.id, "vat": "BE0477472701"},
+]
+partners = Partner
+for values in customers:
+    partner = Partner.search([("name", "=", values["name"]), ("is_company", "=", True)], limit=1)
+    partners |= partner or Partner.create({**values, "is_company": True})
+Partner.create({"name": "Brandon Freeman", "parent_id": partners[0].id, "email": "brandon@example.com"})
+
+product = env["product.product"].create(  # noqa: F821
+    {"name": "Consulting (day)", "list_price": 850.0, "type": "service"}
+)
+for partner, quantity in zip(partners, (3, 1, 5)):
+    invoice = env["account.move"].create(  # noqa: F821
+        {
+            "move_type": "out_invoice",
+            "partner_id": partner.id,
+            "invoice_line_ids": [(0, 0, {"product_id": product.id, "quantity": quantity, "price_unit": 850.0})],
+        }
+    )
+    invoice.action_post()
+
+partners.action_crm_stripe_sync()
+# A card saved by the first customer, as if on a Stripe-hosted page.
+client = stripe.StripeClient(provider.stripe_secret_key, base_addresses={"api": localstripe_url})
+pm = client.v1.payment_methods.create(
+    params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+)
+client.v1.payment_methods.attach(pm.id, params={"customer": partners[0].stripe_customer_id})
+partners[0].action_crm_stripe_sync()
+env.cr.commit()  # noqa: F821
+print(f"demo: {len(partners)} customers synced with localstripe; webhook -> {provider.crm_webhook_url}")
