@@ -33,19 +33,19 @@ c.autocommit = True
 c.cursor().execute('DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)')
 "
 write_odoo_config "$CONFIG" "$DB" "$DATA"
-"$PYTHON" -m odoo -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
+"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
     --logfile="$DATA/demo-install.log" || { tail -30 "$DATA/demo-install.log"; die "installation failed"; }
 
 echo "== loading demo data"
 LOCALSTRIPE_URL="http://127.0.0.1:$LOCALSTRIPE_PORT" ODOO_URL="http://127.0.0.1:$ODOO_PORT" \
-    "$PYTHON" -m odoo shell -c "$CONFIG" -d "$DB" --no-http --log-level=warn \
+    "$PYTHON" "$ROOT/tools/odoo_bin.py" shell -c "$CONFIG" -d "$DB" --no-http --log-level=warn \
     < "$ROOT/tools/demo_setup.py" 2>&1 | grep -v "^Running as user" || true
 
 echo
 echo "  Odoo:  http://127.0.0.1:$ODOO_PORT/odoo   login: admin   password: admin"
 echo "  Stripe (localstripe): http://127.0.0.1:$LOCALSTRIPE_PORT"
 echo
-"$PYTHON" -m odoo -c "$CONFIG" -d "$DB" --http-port="$ODOO_PORT" --log-level=info \
+"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" --http-port="$ODOO_PORT" --log-level=info \
     --logfile="$DATA/demo-odoo.log" &
 ODOO_PID=$!
 trap 'kill $ODOO_PID $LOCALSTRIPE_PID 2>/dev/null || true' EXIT INT TERM

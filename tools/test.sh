@@ -33,7 +33,7 @@ trap cleanup EXIT
 write_odoo_config "$CONFIG" "$DB" "$WORK/data"
 
 echo "== installing crm_payment_integration in database $DB"
-"$PYTHON" -m odoo -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
+"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
     --log-level=warn --logfile="$WORK/install.log" \
     || { tail -50 "$WORK/install.log"; die "installation of crm_payment_integration failed"; }
 if grep -E " (ERROR|CRITICAL) " "$WORK/install.log"; then

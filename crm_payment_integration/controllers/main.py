@@ -40,10 +40,11 @@ class CrmStripeController(http.Controller):
         if len(body) > const.WEBHOOK_MAX_BODY:
             return self._crm_answer(413, "payload too large")
 
-        provider_sudo = request.env["payment.provider"].sudo().browse(provider_id).exists()
-        if not provider_sudo or provider_sudo.code != "stripe":
+        provider_sudo, secret = request.env["payment.provider"].sudo()._crm_webhook_credentials(
+            provider_id
+        )
+        if not provider_sudo:
             return self._crm_answer(404, "unknown provider")
-        secret = provider_sudo.crm_webhook_secret
         if not secret:
             _logger.warning("refused stripe event for provider %s: no signing secret", provider_id)
             return self._crm_answer(403, "no webhook signing secret is configured")

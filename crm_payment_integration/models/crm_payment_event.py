@@ -138,8 +138,19 @@ class CrmPaymentEvent(models.Model):
             # under repeatable read, ON CONFLICT reports it instead of skipping it.
             row = None
         if row and handled:
-            self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")._trigger()
+            self._crm_trigger_processing()
         return row and row[0]
+
+    @api.model
+    def _crm_trigger_processing(self):
+        """Wake the processing cron up, unless a wake-up it has not consumed yet is pending."""
+        cron = self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
+        self.env.cr.execute(
+            "SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s AND call_at <= NOW() AT TIME ZONE 'UTC' LIMIT 1",
+            [cron.id],
+        )
+        if not self.env.cr.fetchone():
+            cron._trigger()
 
     @api.model
     def _crm_insert_event(self, provider_sudo, event, raw_payload, handled, now, created):
@@ -151,13 +162,14 @@ class CrmPaymentEvent(models.Model):
                 next_attempt_at, received_at, result,
                 create_uid, write_uid, create_date, write_date
             )
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, 0, %s, %s, %s, %s, %s, %s, %s)
+            VALUES (%s, (SELECT company_id FROM payment_provider WHERE id = %s), %s, %s, %s, %s, %s, %s,
+                    %s::jsonb, %s, 0, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (provider_id, stripe_event_id) DO NOTHING
             RETURNING id
             """,
             [
                 provider_sudo.id,
-                provider_sudo.company_id.id,
+                provider_sudo.id,
                 event["id"],
                 event["type"],
                 event["data"]["object"].get("id"),

@@ -205,6 +205,24 @@ class PaymentProvider(models.Model):
             limit=1,
         )
 
+    @api.model
+    def _crm_webhook_credentials(self, provider_id):
+        """Return the Stripe provider of a webhook URL and its signing secret, in one query.
+
+        The webhook route is the hot path of the add-on: it must not load the whole provider.
+
+        :param int provider_id: the id in the webhook URL
+        :return: (provider in sudo mode or an empty recordset, secret or None)
+        """
+        self.env.cr.execute(
+            "SELECT crm_webhook_secret FROM payment_provider WHERE id = %s AND code = 'stripe'",
+            [provider_id],
+        )
+        row = self.env.cr.fetchone()
+        if not row:
+            return self.sudo().browse(), None
+        return self.sudo().browse(provider_id), row[0]
+
     def _crm_alert_user(self):
         self.ensure_one()
         return self.sudo().crm_alert_user_id or self.env.ref("base.user_admin")
