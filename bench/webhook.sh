@@ -22,12 +22,7 @@ ODOO_PORT="$(free_port)"
 cleanup() {
     kill ${ODOO_PID:-} ${LOCALSTRIPE_PID:-} 2>/dev/null || true
     sleep 1
-    "$PYTHON" -c "
-import psycopg2
-c = psycopg2.connect(host='$PGHOST', port=$PGPORT, user='$PGUSER', dbname='postgres')
-c.autocommit = True
-c.cursor().execute('DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)')
-" || true
+    drop_db "$DB"
     rm -rf "$WORK"
 }
 trap cleanup EXIT

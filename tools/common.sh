@@ -34,6 +34,15 @@ except psycopg2.OperationalError:
 PY
 }
 
+drop_db() {  # $1: database
+    "$PYTHON" - <<PY || echo "warning: could not drop database $1" >&2
+import psycopg2
+conn = psycopg2.connect(host="$PGHOST", port=$PGPORT, user="$PGUSER", dbname="postgres")
+conn.autocommit = True
+conn.cursor().execute('DROP DATABASE IF EXISTS "$1" WITH (FORCE)')
+PY
+}
+
 free_port() {
     "$PYTHON" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
 }

@@ -26,12 +26,7 @@ LOCALSTRIPE_LOG="$DATA/localstripe.log" start_localstripe "$LOCALSTRIPE_PORT"
 trap 'kill $LOCALSTRIPE_PID 2>/dev/null || true' EXIT
 
 echo "== (re)creating database $DB"
-"$PYTHON" -c "
-import psycopg2
-c = psycopg2.connect(host='$PGHOST', port=$PGPORT, user='$PGUSER', dbname='postgres')
-c.autocommit = True
-c.cursor().execute('DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)')
-"
+drop_db "$DB"
 write_odoo_config "$CONFIG" "$DB" "$DATA"
 "$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
     --logfile="$DATA/demo-install.log" || { tail -30 "$DATA/demo-install.log"; die "installation failed"; }

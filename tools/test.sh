@@ -21,12 +21,7 @@ DB="crm_payment_test_$$"
 WORK="$(mktemp -d)"
 CONFIG="$WORK/odoo.conf"
 cleanup() {
-    "$PYTHON" -c "
-import psycopg2
-c = psycopg2.connect(host='$PGHOST', port=$PGPORT, user='$PGUSER', dbname='postgres')
-c.autocommit = True
-c.cursor().execute('DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)')
-" || echo "warning: could not drop database $DB" >&2
+    drop_db "$DB"
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -138,19 +138,8 @@ class CrmPaymentEvent(models.Model):
             # under repeatable read, ON CONFLICT reports it instead of skipping it.
             row = None
         if row and handled:
-            self._crm_trigger_processing()
+            self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")._trigger()
         return row and row[0]
-
-    @api.model
-    def _crm_trigger_processing(self):
-        """Wake the processing cron up, unless a wake-up it has not consumed yet is pending."""
-        cron = self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
-        self.env.cr.execute(
-            "SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s AND call_at <= NOW() AT TIME ZONE 'UTC' LIMIT 1",
-            [cron.id],
-        )
-        if not self.env.cr.fetchone():
-            cron._trigger()
 
     @api.model
     def _crm_insert_event(self, provider_sudo, event, raw_payload, handled, now, created):
@@ -162,32 +151,32 @@ class CrmPaymentEvent(models.Model):
                 next_attempt_at, received_at, result,
                 create_uid, write_uid, create_date, write_date
             )
-            VALUES (%s, (SELECT company_id FROM payment_provider WHERE id = %s), %s, %s, %s, %s, %s, %s,
-                    %s::jsonb, %s, 0, %s, %s, %s, %s, %s, %s, %s)
+            VALUES (
+                %(provider)s, (SELECT company_id FROM payment_provider WHERE id = %(provider)s),
+                %(event_id)s, %(type)s, %(object_id)s, %(created)s, %(livemode)s,
+                %(api_version)s, %(payload)s::jsonb, %(state)s, 0, %(next_attempt)s, %(now)s,
+                %(result)s, %(uid)s, %(uid)s, %(now)s, %(now)s
+            )
             ON CONFLICT (provider_id, stripe_event_id) DO NOTHING
             RETURNING id
             """,
-            [
-                provider_sudo.id,
-                provider_sudo.id,
-                event["id"],
-                event["type"],
-                event["data"]["object"].get("id"),
-                datetime.fromtimestamp(created, tz=timezone.utc).replace(tzinfo=None)
+            {
+                "provider": provider_sudo.id,
+                "event_id": event["id"],
+                "type": event["type"],
+                "object_id": event["data"]["object"].get("id"),
+                "created": datetime.fromtimestamp(created, tz=timezone.utc).replace(tzinfo=None)
                 if isinstance(created, int)
                 else None,
-                bool(event.get("livemode")),
-                event.get("api_version"),
-                raw_payload,
-                "pending" if handled else "ignored",
-                now if handled else None,
-                now,
-                None if handled else _("No handler for this event type."),
-                self.env.uid,
-                self.env.uid,
-                now,
-                now,
-            ],
+                "livemode": bool(event.get("livemode")),
+                "api_version": event.get("api_version"),
+                "payload": raw_payload,
+                "state": "pending" if handled else "ignored",
+                "next_attempt": now if handled else None,
+                "now": now,
+                "result": None if handled else _("No handler for this event type."),
+                "uid": self.env.uid,
+            },
         )
         return self.env.cr.fetchone()
 
@@ -278,12 +267,10 @@ class CrmPaymentEvent(models.Model):
             try:
                 with self.env.cr.savepoint():
                     result = getattr(event.with_context(crm_stripe_cache=cache), handler)()
-            except (UserError, StripeGatewayError, KeyError, ValueError, TypeError) as error:
-                cache.clear()
-                event._crm_record_failure(error, now)
-            except Exception as error:  # noqa: BLE001 - a bug must not block the ledger
-                _logger.exception("stripe event %s failed unexpectedly", event.stripe_event_id)
-                cache.clear()
+            except Exception as error:  # noqa: BLE001 - one event must not block the ledger
+                if not isinstance(error, (UserError, StripeGatewayError)):
+                    _logger.exception("stripe event %s failed unexpectedly", event.stripe_event_id)
+                cache.clear()  # what was read may belong to the rolled back savepoint
                 event._crm_record_failure(error, now)
             else:
                 event.write(
@@ -332,16 +319,10 @@ class CrmPaymentEvent(models.Model):
 
     # === BUSINESS METHODS - HANDLERS === #
 
-    def _crm_object(self):
-        return (self.payload or {}).get("data", {}).get("object") or {}
-
-    def _crm_cached(self, key, loader):
+    def _crm_batch_cache(self):
+        """Return the dict shared by the events of one batch (a throwaway one outside a batch)."""
         cache = self.env.context.get("crm_stripe_cache")
-        if cache is None:
-            return loader()
-        if key not in cache:
-            cache[key] = loader()
-        return cache[key]
+        return {} if cache is None else cache
 
     def _crm_binding(self, customer_id):
         return self.env["crm.stripe.customer"].sudo().search(
@@ -355,19 +336,14 @@ class CrmPaymentEvent(models.Model):
         binding = self._crm_binding(customer_id)
         if not binding:
             return _("No partner is linked to this customer.")
-        key = ("customer", self.provider_id.id, customer_id)
-        if self.env.context.get("crm_stripe_cache", {}).get(key) == "applied":
+        cache = self._crm_batch_cache()
+        key = ("customer_pulled", self.provider_id.id, customer_id)
+        if key in cache:
             return _("Applied with an earlier event of this batch.")
-        if not binding._crm_pull():
-            self._crm_cache_set(key, "applied")
+        cache[key] = exists = binding._crm_pull()
+        if not exists:
             return _("The customer no longer exists in Stripe; the partner was unlinked.")
-        self._crm_cache_set(key, "applied")
         return _("Partner %(partner)s updated.", partner=binding.partner_id.display_name)
-
-    def _crm_cache_set(self, key, value):
-        cache = self.env.context.get("crm_stripe_cache")
-        if cache is not None:
-            cache[key] = value
 
     def _crm_handle_customer_deleted(self):
         """Unlink the partner, once Stripe confirms the customer is gone."""
@@ -398,7 +374,7 @@ class CrmPaymentEvent(models.Model):
             customer_id = customer_id.get("id")
         if not customer_id:
             if token.active:
-                token.write({"active": False, "crm_is_default": False})
+                token._crm_archive()
                 return _("Payment method detached; token archived.")
             return _("Payment method is not attached to a customer.")
         if pm.get("type") not in const.TOKENIZED_PAYMENT_METHOD_TYPES:
@@ -407,16 +383,14 @@ class CrmPaymentEvent(models.Model):
         if not binding:
             return _("No partner is linked to this customer.")
         if token and token.provider_ref != customer_id:
-            token.write({"active": False, "crm_is_default": False})
+            token._crm_archive()  # moved to another customer: a new token follows it
             token = Token
-        customer = self._crm_cached(
-            ("customer_data", provider_sudo.id, customer_id),
-            lambda: provider_sudo._crm_stripe_call("retrieve_customer", customer_id),
-        )
-        default_pm = ((customer or {}).get("invoice_settings") or {}).get("default_payment_method")
+        cache = self._crm_batch_cache()
+        key = ("customer", provider_sudo.id, customer_id)
+        if key not in cache:
+            cache[key] = provider_sudo._crm_stripe_call("retrieve_customer", customer_id)
+        default_pm = ((cache[key] or {}).get("invoice_settings") or {}).get("default_payment_method")
         token = Token._crm_upsert_from_stripe(
             token, pm, binding.partner_id, provider_sudo, customer_id, is_default=default_pm == pm_id
         )
-        if not token.active:
-            token.active = True
         return _("Token %(token)s up to date.", token=token.display_name)

@@ -222,16 +222,25 @@ class CrmStripeCustomer(models.Model):
 
     @api.model
     def _cron_push_pending(self, limit=200):
-        """Send the partners changed in Odoo to Stripe; a failure is retried by the next run."""
+        """Send the partners changed in Odoo to Stripe.
+
+        A failure stays queued for the next run; a full batch of successes re-triggers the cron
+        for the rest.
+        """
         bindings = self.sudo().search([("needs_push", "=", True)], limit=limit)
+        pushed = 0
         for binding_sudo in bindings:
             try:
                 with self.env.cr.savepoint():
                     binding_sudo._crm_push()
+                pushed += 1
             except UserError as error:
                 _logger.warning(
                     "could not push partner %s to stripe: %s", binding_sudo.partner_id.id, error
                 )
+        if pushed == limit:
+            self.env.ref("crm_payment_integration.ir_cron_crm_stripe_push")._trigger()
+        return pushed
 
     # === BUSINESS METHODS - STRIPE TO ODOO === #
 
@@ -346,7 +355,7 @@ class CrmStripeCustomer(models.Model):
             )
         detached = tokens.filtered(lambda t: t.active and t.stripe_payment_method not in seen)
         if detached:
-            detached.write({"active": False, "crm_is_default": False})
+            detached._crm_archive()
 
     def _crm_unlink_deleted_customer(self):
         """Unlink the customers deleted in Stripe: archive their tokens, drop the link."""
@@ -357,7 +366,7 @@ class CrmStripeCustomer(models.Model):
                     ("provider_ref", "=", binding_sudo.stripe_customer_id),
                 ]
             )
-            tokens.write({"active": False, "crm_is_default": False})
+            tokens._crm_archive()
             binding_sudo.partner_id.message_post(
                 body=_(
                     "The Stripe customer %(customer)s was deleted in Stripe: it is no longer "

@@ -85,7 +85,6 @@ class PaymentProvider(models.Model):
         self.ensure_one()
         self.check_access("write")
         provider_sudo = self.sudo()
-        provider_sudo._crm_check_stripe()
         gateway = provider_sudo._crm_stripe_gateway()
         url = self.crm_webhook_url
         events = sorted(self.env["crm.payment.event"]._crm_get_event_handlers())

@@ -22,6 +22,11 @@ class PaymentToken(models.Model):
         ),
     ]
 
+    def _crm_archive(self):
+        """Archive tokens whose payment method Stripe no longer offers (never delete them:
+        transactions refer to them)."""
+        self.write({"active": False, "crm_is_default": False})
+
     @api.model
     def _crm_payment_method_for(self, stripe_pm):
         """Return Odoo's `payment.method` matching a Stripe payment method (its card brand)."""
@@ -37,7 +42,8 @@ class PaymentToken(models.Model):
         self, token, stripe_pm, partner, provider_sudo, customer_id, is_default=False
     ):
         """Create or update the token of a Stripe payment method. Card data is never kept:
-        only the brand, the last 4 digits and the expiry.
+        only the brand, the last 4 digits and the expiry. Stripe has the method attached to the
+        customer, so the token is active (again, if it was archived when detached).
 
         :param recordset token: the existing `payment.token`, or an empty recordset
         :param dict stripe_pm: the Stripe PaymentMethod object
@@ -49,6 +55,7 @@ class PaymentToken(models.Model):
             "crm_exp_month": details.get("exp_month") or 0,
             "crm_exp_year": details.get("exp_year") or 0,
             "crm_is_default": is_default,
+            "active": True,
         }
         if token:
             changed = {k: v for k, v in values.items() if token[k] != v}

@@ -135,14 +135,8 @@ def make_idempotency_key(*parts):
 
 
 def to_plain(obj):
-    """Return a Stripe object as plain ``dict``/``list`` values (JSON-compatible)."""
-    if isinstance(obj, stripe.StripeObject):
-        return obj.to_dict()
-    if isinstance(obj, dict):
-        return {key: to_plain(value) for key, value in obj.items()}
-    if isinstance(obj, list):
-        return [to_plain(value) for value in obj]
-    return obj
+    """Return a Stripe object as plain ``dict`` values (the SDK's own recursive dump)."""
+    return obj.to_dict() if isinstance(obj, stripe.StripeObject) else obj
 
 
 class StripeGateway:
@@ -364,12 +358,9 @@ class StripeGateway:
     # --- helpers --------------------------------------------------------------------------
 
     def _list(self, operation, func, *args, **kwargs):
-        """Return every item of a Stripe list, following pagination."""
-        page = self._call(operation, func, *args, **kwargs)
-        items = list(page.get("data", []))
-        params = dict(kwargs.pop("params", None) or {})
-        while page.get("has_more") and items:
-            params["starting_after"] = items[-1]["id"]
-            page = self._call(operation, func, *args, params=params, **kwargs)
-            items.extend(page.get("data", []))
-        return items
+        """Return every item of a Stripe list, pages followed by the SDK's auto-pagination."""
+
+        def fetch_all():
+            return [item.to_dict() for item in func(*args, **kwargs).auto_paging_iter()]
+
+        return self._call(operation, fetch_all)

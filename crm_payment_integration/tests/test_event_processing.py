@@ -47,6 +47,25 @@ class TestEventProcessing(CrmStripeCommon):
             self.assertFalse(self._ingest(event))
         self.assertEqual(self.Event.search_count([("stripe_event_id", "=", event["id"])]), 1)
 
+    def test_each_stored_event_wakes_the_cron(self):
+        cron = self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
+        Trigger = self.env["ir.cron.trigger"].sudo()
+        before = Trigger.search_count([("cron_id", "=", cron.id)])
+        event = stripe_event("customer.updated", {"id": "cus_x", "object": "customer"})
+        self._ingest(event)
+        self._ingest(stripe_event("customer.updated", {"id": "cus_y", "object": "customer"}))
+        self._ingest(event)  # duplicate
+        self._ingest(stripe_event("payout.paid", {"id": "po_1", "object": "payout"}))  # ignored
+        self.assertEqual(Trigger.search_count([("cron_id", "=", cron.id)]) - before, 2)
+
+    def test_reprocess_several_from_the_list(self):
+        events = self.Event
+        for i in range(3):
+            events |= self._ingest(stripe_event("customer.updated", {"id": f"cus_r{i}", "object": "customer"}))
+        events.with_user(self.accountant).action_crm_reprocess()
+        self.assertEqual(set(events.mapped("state")), {"done"})
+        self.assertEqual(events.mapped("attempts"), [1, 1, 1])
+
     def test_unknown_type_is_ignored(self):
         event = self._ingest(stripe_event("payout.paid", {"id": "po_1", "object": "payout"}))
         self.assertEqual(event.state, "ignored")
@@ -95,6 +114,11 @@ class TestEventProcessing(CrmStripeCommon):
         self._ingest(stripe_event("payment_method.attached", pm))
         self._process()
         self.assertFalse(token.active)
+        # Attached again in Stripe: the same token comes back.
+        self.gateway.client.v1.payment_methods.attach(pm_id, params={"customer": customer_id})
+        self._ingest(stripe_event("payment_method.attached", pm))
+        self._process()
+        self.assertTrue(token.active)
 
     def test_failure_is_retried_with_growing_delays_then_failed_with_activity(self):
         self.partner.action_crm_stripe_sync()

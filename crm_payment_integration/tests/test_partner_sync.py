@@ -1,5 +1,7 @@
 from unittest.mock import patch
 
+import stripe
+
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
@@ -111,10 +113,32 @@ class TestPartnerSync(CrmStripeCommon):
         self.assertFalse(self.partner.payment_token_ids)
         self.assertFalse(token.active)
 
+    def test_card_attached_again_reactivates_its_token(self):
+        self.partner.action_crm_stripe_sync()
+        customer_id = self.partner.stripe_customer_id
+        pm_id = self._crm_attach_card(customer_id)
+        self.partner.action_crm_stripe_sync()
+        token = self.partner.payment_token_ids
+        self.gateway.client.v1.payment_methods.detach(pm_id)
+        self.partner.action_crm_stripe_sync()
+        self.assertFalse(token.active)
+        self.gateway.client.v1.payment_methods.attach(pm_id, params={"customer": customer_id})
+        self.partner.action_crm_stripe_sync()
+        self.assertTrue(token.active)
+        self.assertEqual(self.partner.payment_token_ids, token, "the same token, not a second one")
+
+    def test_sync_several_partners_from_the_list(self):
+        other = self.env["res.partner"].create({"name": "Deco Addict", "is_company": True})
+        action = self.env.ref("crm_payment_integration.res_partner_action_crm_stripe_sync")
+        action.with_context(active_model="res.partner", active_ids=(self.partner | other).ids).run()
+        self.assertTrue(self.partner.stripe_customer_id)
+        self.assertTrue(other.stripe_customer_id)
+        self.assertNotEqual(self.partner.stripe_customer_id, other.stripe_customer_id)
+
     def test_declined_card_is_refused_by_stripe(self):
         """Stripe's 4000000000000002 is refused when attached: no token appears."""
         self.partner.action_crm_stripe_sync()
-        with self.assertRaises(Exception):
+        with self.assertRaises(stripe.CardError):
             self._crm_attach_card(self.partner.stripe_customer_id, number="4000000000000002")
         self.partner.action_crm_stripe_sync()
         self.assertFalse(self.partner.payment_token_ids)
