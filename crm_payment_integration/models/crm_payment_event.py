@@ -138,8 +138,33 @@ class CrmPaymentEvent(models.Model):
             # under repeatable read, ON CONFLICT reports it instead of skipping it.
             row = None
         if row and handled:
-            self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")._trigger()
+            self._crm_trigger_processing()
         return row and row[0]
+
+    @api.model
+    def _crm_trigger_processing(self):
+        """Make the processing cron run again after this event is committed.
+
+        Every event adds a trigger row: a job deletes only the triggers older than its own start,
+        so the row guarantees a run that sees the event. Waking the cron workers (``NOTIFY``, a
+        round trip to the ``postgres`` database, the costliest part of ``_trigger()``) is needed
+        only for the first due trigger: whoever added that one woke them already, and a worker
+        busy with the job runs it again while a trigger is due. In the narrow case where that
+        worker finished in between, the event waits for the workers' next poll (a minute).
+        """
+        cron = self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
+        self.env.cr.execute(
+            """
+            SELECT 1 FROM ir_cron_trigger
+             WHERE cron_id = %s AND call_at <= (now() AT TIME ZONE 'UTC')
+             LIMIT 1
+            """,
+            [cron.id],
+        )
+        if self.env.cr.fetchone():
+            self.env["ir.cron.trigger"].sudo().create({"cron_id": cron.id, "call_at": fields.Datetime.now()})
+        else:
+            cron._trigger()
 
     @api.model
     def _crm_insert_event(self, provider_sudo, event, raw_payload, handled, now, created):
