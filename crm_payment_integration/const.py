@@ -23,7 +23,27 @@ EVENT_HANDLERS = {
     "payment_method.attached": "_crm_handle_payment_method",
     "payment_method.updated": "_crm_handle_payment_method",
     "payment_method.detached": "_crm_handle_payment_method",
+    "payment_intent.succeeded": "_crm_handle_payment_intent",
+    "payment_intent.payment_failed": "_crm_handle_payment_intent",
+    "payment_intent.canceled": "_crm_handle_payment_intent",
+    "charge.refunded": "_crm_handle_charge_refunded",
+    "refund.updated": "_crm_handle_refund_updated",
+    "checkout.session.completed": "_crm_handle_checkout_session",
+    "checkout.session.async_payment_succeeded": "_crm_handle_checkout_session",
+    "checkout.session.async_payment_failed": "_crm_handle_checkout_session",
+    "checkout.session.expired": "_crm_handle_checkout_session",
 }
+
+# PaymentIntent statuses after which nothing changes: the signed event's object is applied as
+# it is instead of being read again. See https://docs.stripe.com/payments/paymentintents/lifecycle.
+FINAL_PAYMENT_INTENT_STATUSES = ("succeeded", "canceled")
+
+# Hours a hosted payment page (Checkout Session) stays payable; Stripe allows 30 min to 24 h.
+CHECKOUT_SESSION_HOURS = 23
+
+# Three-decimal currencies: Stripe takes their amounts in minor units that are multiples of 10.
+# See https://docs.stripe.com/currencies#three-decimal.
+THREE_DECIMAL_CURRENCIES = ("BHD", "JOD", "KWD", "OMR", "TND")
 
 # Delays, in minutes, before each retry of an event whose processing failed. After the last one
 # the event is marked as failed and an activity is scheduled for a person.

@@ -3,3 +3,8 @@ from . import crm_stripe_customer
 from . import payment_provider
 from . import payment_token
 from . import res_partner
+from . import payment_transaction
+from . import account_move
+from . import crm_lead
+from . import res_company
+from . import res_config_settings

@@ -10,6 +10,8 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL, mute_logger
 
+from odoo.addons.payment import utils as payment_utils
+
 from .. import const
 from ..services.gateway import StripeGatewayError
 
@@ -419,3 +421,92 @@ class CrmPaymentEvent(models.Model):
             token, pm, binding.partner_id, provider_sudo, customer_id, is_default=default_pm == pm_id
         )
         return _("Token %(token)s up to date.", token=token.display_name)
+
+    def _crm_event_object(self):
+        return (self.payload or {}).get("data", {}).get("object") or {}
+
+    def _crm_handle_payment_intent(self):
+        """Apply a PaymentIntent to its transaction, creating one for a payment made in Stripe.
+
+        A final status (succeeded, canceled) in the signed event cannot change any more and is
+        applied as sent; any other status is read again from Stripe, as a later event may have
+        moved it on.
+        """
+        provider_sudo = self.provider_id
+        intent = self._crm_event_object()
+        if intent.get("status") not in const.FINAL_PAYMENT_INTENT_STATUSES:
+            intent = provider_sudo._crm_stripe_call("retrieve_payment_intent", self.object_id)
+        Transaction = self.env["payment.transaction"].sudo()
+        tx = Transaction._crm_find_from_object(provider_sudo, intent)
+        if not tx:
+            if intent.get("status") != "succeeded":
+                return _("No transaction for this PaymentIntent.")
+            if intent.get("invoice"):
+                return _("Paid through a Stripe invoice; left to Stripe Billing.")
+            tx = Transaction._crm_create_from_intent(provider_sudo, intent)
+            if not tx:
+                return _("No partner is linked to this payment's customer.")
+        return tx._crm_apply_payment_intent(intent)
+
+    def _crm_handle_checkout_session(self):
+        """Apply a Checkout Session as Stripe has it now; the return page may have done it."""
+        provider_sudo = self.provider_id
+        session = provider_sudo._crm_stripe_call("retrieve_checkout_session", self.object_id)
+        tx = self.env["payment.transaction"].sudo()._crm_find_from_object(provider_sudo, session)
+        if not tx:
+            return _("No transaction for this Checkout Session.")
+        if tx.state in ("done", "cancel", "error") and not tx.crm_needs_review:
+            return _("Already applied (%s).", tx.state)
+        return tx._crm_apply_checkout_session(session)
+
+    def _crm_handle_charge_refunded(self):
+        """Record the refunds of a charge (made in Odoo or in Stripe's dashboard) with their
+        credit notes."""
+        charge = self._crm_event_object()
+        intent_id = charge.get("payment_intent")
+        if isinstance(intent_id, dict):
+            intent_id = intent_id.get("id")
+        if not intent_id:
+            return _("The charge has no PaymentIntent; nothing to refund in Odoo.")
+        refunds = self.provider_id._crm_stripe_call("list_refunds", intent_id)
+        return self._crm_apply_refunds(intent_id, refunds)
+
+    def _crm_handle_refund_updated(self):
+        refund = self.provider_id._crm_stripe_call("retrieve_refund", self.object_id)
+        intent_id = refund.get("payment_intent")
+        if not intent_id:
+            charge = self.provider_id._crm_stripe_call("retrieve_charge", refund["charge"])
+            intent_id = charge.get("payment_intent")
+        return self._crm_apply_refunds(intent_id, [refund])
+
+    def _crm_apply_refunds(self, intent_id, refunds):
+        Transaction = self.env["payment.transaction"].sudo()
+        source = Transaction.search(
+            [
+                ("provider_id", "=", self.provider_id.id),
+                ("provider_reference", "=", intent_id),
+                ("operation", "!=", "refund"),
+            ],
+            limit=1,
+        )
+        if not source:
+            return _("No transaction for PaymentIntent %s.", intent_id)
+        results = []
+        for refund in refunds:
+            refund_tx = source.child_transaction_ids.filtered(
+                lambda tx, refund_id=refund["id"], ref=(refund.get("metadata") or {}).get("reference"): (
+                    tx.operation == "refund" and (tx.provider_reference == refund_id or (ref and tx.reference == ref))
+                )
+            )[:1]
+            if not refund_tx:
+                if refund.get("status") not in ("succeeded", "pending"):
+                    continue
+                if (refund.get("currency") or "").lower() != source.currency_id.name.lower():
+                    results.append(_("Refund %s in another currency: ignored.", refund["id"]))
+                    continue
+                amount = payment_utils.to_major_currency_units(refund["amount"], source.currency_id)
+                refund_tx = source._create_child_transaction(
+                    amount, is_refund=True, crm_flow="stripe", provider_reference=refund["id"]
+                )
+            results.append(refund_tx._crm_apply_refund(refund))
+        return " ".join(results) or _("No new refund.")

@@ -21,6 +21,130 @@ class ResPartner(models.Model):
         "company.",
     )
 
+    crm_payment_transaction_ids = fields.Many2many(
+        "payment.transaction",
+        compute="_compute_crm_payment_stats",
+        string="Stripe Transactions",
+        groups="base.group_user",
+    )
+    crm_payment_count = fields.Integer(compute="_compute_crm_payment_stats", string="Payments")
+    crm_payment_failed_count = fields.Integer(
+        compute="_compute_crm_payment_stats", string="Failed Attempts"
+    )
+    crm_payment_total = fields.Monetary(
+        compute="_compute_crm_payment_stats", string="Total Paid", currency_field="crm_payment_currency_id"
+    )
+    crm_payment_average = fields.Monetary(
+        compute="_compute_crm_payment_stats", string="Average Payment", currency_field="crm_payment_currency_id"
+    )
+    crm_payment_last_date = fields.Datetime(compute="_compute_crm_payment_stats", string="Last Payment")
+    crm_payment_currency_id = fields.Many2one("res.currency", compute="_compute_crm_payment_stats")
+    crm_saved_method_count = fields.Integer(
+        compute="_compute_crm_payment_stats", string="Saved Methods"
+    )
+
+    @api.depends_context("company")
+    def _compute_crm_payment_stats(self):
+        """The partner's payment profile: attempts, what they paid (in the company currency,
+        refunds deducted), average, last payment, failures and saved methods."""
+        company = self.env.company
+        Transaction = self.env["payment.transaction"].sudo()
+        own_only = [] if self.env.user.has_group("account.group_account_invoice") else [("crm_flow", "!=", False)]
+        for partner in self:
+            commercial = partner.commercial_partner_id
+            if not commercial.id:
+                partner.update({
+                    "crm_payment_transaction_ids": False, "crm_payment_count": 0,
+                    "crm_payment_failed_count": 0, "crm_payment_total": 0.0, "crm_payment_average": 0.0,
+                    "crm_payment_last_date": False, "crm_payment_currency_id": company.currency_id,
+                    "crm_saved_method_count": 0,
+                })
+                continue
+            txs = Transaction.search(
+                [
+                    ("partner_id", "child_of", commercial.id),
+                    ("provider_code", "=", "stripe"),
+                    ("company_id", "=", company.id),
+                    ("operation", "!=", "validation"),
+                    *own_only,
+                ],
+                order="id desc",
+            )
+            payments = txs.filtered(lambda tx: tx.operation != "refund")
+            done = txs.filtered(lambda tx: tx.state == "done")
+            paid = done.filtered(lambda tx: tx.operation != "refund")
+
+            def to_company(tx):
+                return tx.currency_id._convert(
+                    tx.amount, company.currency_id, company, tx.last_state_change or fields.Date.today()
+                )
+
+            total = sum(to_company(tx) for tx in done)
+            partner.update({
+                "crm_payment_transaction_ids": [(6, 0, txs.ids)],
+                "crm_payment_count": len(payments),
+                "crm_payment_failed_count": len(payments.filtered(lambda tx: tx.state == "error")),
+                "crm_payment_total": total,
+                "crm_payment_average": (sum(to_company(tx) for tx in paid) / len(paid)) if paid else 0.0,
+                "crm_payment_last_date": max(paid.mapped("last_state_change")) if paid else False,
+                "crm_payment_currency_id": company.currency_id,
+                "crm_saved_method_count": len(commercial._crm_tokens(company)),
+            })
+
+    def _crm_tokens(self, company=None):
+        """The partner's active Stripe payment methods (its company's), default first."""
+        provider_sudo = self.env["payment.provider"]._crm_get_stripe_provider(company)
+        if not provider_sudo:
+            return self.env["payment.token"].sudo()
+        return self.env["payment.token"].sudo().search(
+            [
+                ("provider_id", "=", provider_sudo.id),
+                ("partner_id", "child_of", self.commercial_partner_id.ids),
+                ("stripe_payment_method", "!=", False),
+            ],
+            order="crm_is_default desc, id desc",
+        )
+
+    def _crm_default_token(self, company=None):
+        """The method to charge off-session: the customer's default one, else the newest."""
+        self.ensure_one()
+        return self._crm_tokens(company)[:1]
+
+    def action_crm_view_transactions(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Stripe Payments"),
+            "res_model": "payment.transaction",
+            "view_mode": "list,form",
+            "domain": [("id", "in", self.crm_payment_transaction_ids.ids)],
+            "context": {"create": False},
+        }
+
+    def action_crm_view_tokens(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Saved Payment Methods"),
+            "res_model": "payment.token",
+            "view_mode": "list,form",
+            "domain": [("id", "in", self.commercial_partner_id._crm_tokens().ids)],
+            "context": {"create": False},
+        }
+
+    def action_crm_charge(self):
+        """Open the wizard charging a free amount, with a reason, to a saved method."""
+        self.ensure_one()
+        self.env["account.move"]._crm_check_accounting_rights()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Charge %s", self.commercial_partner_id.display_name),
+            "res_model": "crm.payment.charge.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_partner_id": self.commercial_partner_id.id},
+        }
+
     @api.depends_context("company")
     @api.depends("commercial_partner_id.crm_stripe_customer_ids.stripe_customer_id")
     def _compute_stripe_customer_id(self):

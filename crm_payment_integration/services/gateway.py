@@ -304,6 +304,78 @@ class StripeGateway:
                 return None
             raise
 
+    # --- payments -------------------------------------------------------------------------
+
+    def create_payment_intent(self, params, idempotency_key):
+        """Create (and, with ``confirm``, charge) a PaymentIntent.
+
+        A declined off-session confirmation raises :class:`StripeGatewayError` of kind
+        ``card_declined`` carrying Stripe's decline code.
+        """
+        return self._create(
+            "payment_intent.create",
+            self.client.v1.payment_intents.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def retrieve_payment_intent(self, payment_intent_id):
+        return self._call(
+            "payment_intent.retrieve",
+            self.client.v1.payment_intents.retrieve,
+            payment_intent_id,
+        )
+
+    def create_checkout_session(self, params, idempotency_key):
+        return self._create(
+            "checkout.session.create",
+            self.client.v1.checkout.sessions.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def retrieve_checkout_session(self, session_id):
+        """Return the session with its PaymentIntent expanded."""
+        return self._call(
+            "checkout.session.retrieve",
+            self.client.v1.checkout.sessions.retrieve,
+            session_id,
+            params={"expand": ["payment_intent"]},
+        )
+
+    def expire_checkout_session(self, session_id):
+        """Expire an open session so that its page can no longer be paid.
+
+        A session that is already complete or expired is left as it is (Stripe answers 400).
+        """
+        try:
+            return self._call(
+                "checkout.session.expire", self.client.v1.checkout.sessions.expire, session_id
+            )
+        except StripeGatewayError as error:
+            if error.kind in ("invalid_request", "not_found"):
+                return None
+            raise
+
+    def create_refund(self, params, idempotency_key):
+        return self._create(
+            "refund.create",
+            self.client.v1.refunds.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def retrieve_refund(self, refund_id):
+        return self._call("refund.retrieve", self.client.v1.refunds.retrieve, refund_id)
+
+    def list_refunds(self, payment_intent_id):
+        return self._list(
+            "refund.list", self.client.v1.refunds.list, params={"payment_intent": payment_intent_id}
+        )
+
+    def retrieve_charge(self, charge_id):
+        return self._call("charge.retrieve", self.client.v1.charges.retrieve, charge_id)
+
     # --- webhook endpoints ----------------------------------------------------------------
 
     def create_webhook_endpoint(self, url, events, idempotency_key, description=None):

@@ -1,0 +1,132 @@
+import logging
+
+from werkzeug.exceptions import NotFound
+
+from odoo import _, http
+from odoo.exceptions import AccessError, MissingError, UserError
+from odoo.http import request
+
+from odoo.addons.portal.controllers.portal import CustomerPortal
+
+from ..services.gateway import StripeGatewayError
+
+_logger = logging.getLogger(__name__)
+
+
+class CrmStripePortal(CustomerPortal):
+    """The customer's side: open the hosted page of an invoice, come back from it, and
+    authenticate an off-session payment. Every route checks an access token first and trusts
+    only what it reads again from Stripe."""
+
+    @http.route("/crm_payment/stripe/pay/<int:invoice_id>", type="http", auth="public", methods=["GET"], website=False)
+    def crm_stripe_pay_invoice(self, invoice_id, access_token=None, **kwargs):
+        """Send the customer to a current hosted page for what is still due on the invoice."""
+        try:
+            invoice_sudo = self._document_check_access("account.move", invoice_id, access_token=access_token)
+        except (AccessError, MissingError):
+            raise NotFound() from None
+        if invoice_sudo.move_type != "out_invoice" or invoice_sudo.state != "posted":
+            raise NotFound()
+        portal_url = invoice_sudo.get_portal_url()
+        if invoice_sudo.currency_id.is_zero(invoice_sudo.amount_residual):
+            return request.redirect(portal_url)
+        try:
+            tx_sudo = invoice_sudo._crm_payment_link_tx()
+        except UserError as error:
+            _logger.warning("no hosted page for invoice %s: %s", invoice_id, error)
+            return request.render(
+                "crm_payment_integration.crm_payment_status_page",
+                {"state": "unavailable", "message": str(error), "back_url": portal_url, "tx": None},
+            )
+        return request.redirect(tx_sudo.crm_checkout_url, local=False)
+
+    @http.route("/crm_payment/stripe/return", type="http", auth="public", methods=["GET"], website=False)
+    def crm_stripe_return(self, tx=None, access_token=None, session_id=None, payment_intent=None, **kwargs):
+        """Where Stripe sends the customer back. The query string only says which transaction
+        to look at: its state comes from Stripe, read again here."""
+        tx_sudo = self._crm_get_transaction(tx, access_token)
+        if session_id and tx_sudo.crm_checkout_session_id and session_id != tx_sudo.crm_checkout_session_id:
+            raise NotFound()
+        try:
+            self._crm_refresh(tx_sudo)
+        except (UserError, StripeGatewayError) as error:
+            _logger.warning("could not read %s back from Stripe: %s", tx_sudo.reference, error)
+        return self._crm_render_status(tx_sudo)
+
+    @http.route("/crm_payment/stripe/authenticate", type="http", auth="public", methods=["GET"], website=False)
+    def crm_stripe_authenticate(self, tx=None, access_token=None, **kwargs):
+        """Let the customer authenticate (3-D Secure) a payment their bank held back."""
+        tx_sudo = self._crm_get_transaction(tx, access_token)
+        intent = None
+        if tx_sudo.provider_reference and tx_sudo.state in ("draft", "pending"):
+            intent = tx_sudo.provider_id._crm_stripe_call("retrieve_payment_intent", tx_sudo.provider_reference)
+            if intent.get("status") in ("requires_action", "requires_confirmation"):
+                return request.render(
+                    "crm_payment_integration.crm_payment_authenticate_page",
+                    {
+                        "tx": tx_sudo,
+                        "client_secret": intent["client_secret"],
+                        "publishable_key": tx_sudo.provider_id.stripe_publishable_key,
+                        "return_url": tx_sudo._crm_return_url(),
+                    },
+                )
+            tx_sudo._crm_apply_payment_intent(intent)
+        return self._crm_render_status(tx_sudo)
+
+    def _crm_get_transaction(self, tx_id, access_token):
+        """The transaction named in the URL, if the access token is its own; 404 otherwise."""
+        try:
+            tx_id = int(tx_id)
+        except (TypeError, ValueError):
+            raise NotFound() from None
+        tx_sudo = request.env["payment.transaction"].sudo().browse(tx_id).exists()
+        if not tx_sudo or not tx_sudo.crm_flow or not tx_sudo._crm_check_access_token(access_token):
+            raise NotFound()
+        return tx_sudo
+
+    def _crm_refresh(self, tx_sudo):
+        if tx_sudo.state not in ("draft", "pending", "authorized") or tx_sudo.crm_needs_review:
+            return
+        provider_sudo = tx_sudo.provider_id
+        if tx_sudo.crm_checkout_session_id:
+            session = provider_sudo._crm_stripe_call("retrieve_checkout_session", tx_sudo.crm_checkout_session_id)
+            tx_sudo._crm_apply_checkout_session(session)
+        elif tx_sudo.provider_reference:
+            intent = provider_sudo._crm_stripe_call("retrieve_payment_intent", tx_sudo.provider_reference)
+            tx_sudo._crm_apply_payment_intent(intent)
+
+    def _crm_render_status(self, tx_sudo):
+        invoice = tx_sudo.invoice_ids.filtered(lambda m: m.move_type == "out_invoice")[:1]
+        if tx_sudo.crm_needs_review:
+            state, message = "review", _(
+                "We received your payment and are checking it. We will contact you if needed."
+            )
+        elif tx_sudo.state == "done":
+            state, message = "done", (
+                _("Your payment method was saved. Thank you!")
+                if tx_sudo.operation == "validation"
+                else _("Your payment was received. Thank you!")
+            )
+        elif tx_sudo.state == "error":
+            state, message = "error", _(
+                "Your payment did not go through: %(reason)s. You can try again with another method.",
+                reason=tx_sudo.crm_decline_reason or tx_sudo.state_message or _("unknown reason"),
+            )
+        elif tx_sudo.state == "cancel":
+            state, message = "cancel", _("No payment was made.")
+        else:
+            state, message = "pending", _(
+                "Your payment is being processed. You will receive an email when it is confirmed."
+            )
+        return request.render(
+            "crm_payment_integration.crm_payment_status_page",
+            {
+                "state": state,
+                "message": message,
+                "tx": tx_sudo,
+                "back_url": invoice.get_portal_url() if invoice else "/my",
+                "retry_url": invoice._crm_portal_pay_url()
+                if invoice and state in ("error", "cancel") and not invoice.currency_id.is_zero(invoice.amount_residual)
+                else False,
+            },
+        )

@@ -1,0 +1,70 @@
+from odoo import _, api, fields, models
+
+
+class CrmLead(models.Model):
+    _inherit = "crm.lead"
+
+    crm_transaction_ids = fields.One2many(
+        "payment.transaction", "crm_lead_id", string="Stripe Payments", groups="base.group_user"
+    )
+    crm_payment_count = fields.Integer(compute="_compute_crm_payments", string="Payments")
+    crm_paid_amount = fields.Monetary(
+        compute="_compute_crm_payments", string="Paid", currency_field="company_currency"
+    )
+
+    @api.depends("crm_transaction_ids.state", "crm_transaction_ids.amount")
+    def _compute_crm_payments(self):
+        for lead in self:
+            txs = lead.sudo().crm_transaction_ids.filtered(lambda tx: tx.operation != "refund")
+            done = txs.filtered(lambda tx: tx.state == "done")
+            lead.crm_payment_count = len(txs)
+            lead.crm_paid_amount = sum(
+                tx.currency_id._convert(tx.amount, lead.company_currency or lead.env.company.currency_id,
+                                        lead.company_id or lead.env.company, tx.last_state_change or fields.Date.today())
+                for tx in done
+            )
+
+    def action_crm_request_payment(self):
+        """Open the wizard asking the customer for a deposit or the full amount."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Request Payment"),
+            "res_model": "crm.payment.request.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_lead_id": self.id},
+        }
+
+    def action_crm_view_payments(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Payments of %s", self.name),
+            "res_model": "payment.transaction",
+            "view_mode": "list,form",
+            "domain": [("crm_lead_id", "=", self.id)],
+            "context": {"create": False},
+        }
+
+    def _crm_payment_received(self, tx):
+        """A payment of this opportunity succeeded: win it (a setting) and tell its salesperson."""
+        self.ensure_one()
+        amount = f"{tx.amount:.{tx.currency_id.decimal_places}f} {tx.currency_id.name}"
+        won = False
+        if self.company_id.crm_payment_lead_won and self.active and not self.stage_id.is_won:
+            self.action_set_won()
+            won = True
+        body = (
+            _("%(customer)s paid %(amount)s (%(reference)s); the opportunity is won.",
+              customer=tx.partner_id.display_name, amount=amount, reference=tx.reference)
+            if won
+            else _("%(customer)s paid %(amount)s (%(reference)s).",
+                   customer=tx.partner_id.display_name, amount=amount, reference=tx.reference)
+        )
+        self.message_post(
+            body=body,
+            partner_ids=self.user_id.partner_id.ids,
+            subtype_xmlid="mail.mt_comment",
+            message_type="notification",
+        )

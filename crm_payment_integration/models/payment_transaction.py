@@ -1,0 +1,748 @@
+import logging
+from datetime import datetime, timedelta, timezone
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import consteq, float_compare, float_is_zero
+from odoo.tools.misc import hmac as hmac_tool
+
+from odoo.addons.payment import utils as payment_utils
+
+from .. import const, utils
+from ..services.gateway import StripeGatewayError, make_idempotency_key
+
+_logger = logging.getLogger(__name__)
+
+
+class PaymentTransaction(models.Model):
+    _inherit = "payment.transaction"
+
+    crm_flow = fields.Selection(
+        [
+            ("checkout", "Hosted page"),
+            ("off_session", "Saved method"),
+            ("stripe", "Made in Stripe"),
+        ],
+        string="CRM Payments Flow",
+        readonly=True,
+        index="btree_not_null",
+        copy=False,
+        help="How this payment was taken by CRM Payments; empty for Odoo's own payment flows.",
+    )
+    crm_checkout_session_id = fields.Char(
+        string="Checkout Session", readonly=True, index="btree_not_null", copy=False
+    )
+    crm_checkout_url = fields.Char(string="Hosted Page URL", readonly=True, copy=False)
+    crm_checkout_expires_at = fields.Datetime(string="Hosted Page Expires", readonly=True, copy=False)
+    crm_lead_id = fields.Many2one(
+        "crm.lead", string="Opportunity", readonly=True, index="btree_not_null", copy=False
+    )
+    crm_reason = fields.Char(string="Reason", readonly=True, copy=False)
+    crm_decline_code = fields.Char(string="Decline Code", readonly=True, copy=False)
+    crm_decline_reason = fields.Char(string="Decline Reason", readonly=True, copy=False)
+    crm_needs_review = fields.Boolean(
+        string="Needs Review",
+        readonly=True,
+        copy=False,
+        help="Stripe reported an amount or currency that differs from the transaction's; the "
+        "transaction is kept pending until a person checks it.",
+    )
+    crm_action_requested = fields.Boolean(
+        string="Authentication Requested", readonly=True, copy=False
+    )
+
+    # === CREATION === #
+
+    @api.model
+    def _crm_create(self, partner, amount, currency, flow, invoices=None, token=None, lead=None,
+                    reason=None, operation=None):
+        """Create a draft transaction on the company's Stripe provider for CRM Payments.
+
+        :param recordset partner: the paying `res.partner`
+        :param float amount: in major units of ``currency``
+        :param str flow: a value of `crm_flow`
+        :return: the transaction, sudo
+        """
+        invoices = invoices or self.env["account.move"]
+        company = invoices[:1].company_id or lead and lead.company_id or self.env.company
+        provider_sudo = self.env["payment.provider"]._crm_get_stripe_provider(company)
+        if not provider_sudo:
+            raise UserError(
+                _(
+                    "No Stripe payment provider is set up for %(company)s. Configure it in "
+                    "Invoicing › Configuration › Payment Providers.",
+                    company=company.name,
+                )
+            )
+        provider_sudo._crm_check_stripe()
+        self._crm_check_amount_is_payable(amount, currency)
+        payment_method = token.payment_method_id if token else self.env["payment.method"].sudo().search(
+            [("code", "=", "card")], limit=1
+        )
+        values = {
+            "provider_id": provider_sudo.id,
+            "payment_method_id": payment_method.id,
+            "partner_id": partner.id,
+            "amount": amount,
+            "currency_id": currency.id,
+            "operation": operation or ("offline" if flow == "off_session" else "online_redirect"),
+            "crm_flow": flow,
+            "crm_lead_id": lead.id if lead else False,
+            "crm_reason": reason or False,
+            "token_id": token.id if token else False,
+            "invoice_ids": [(6, 0, invoices.ids)],
+        }
+        values["reference"] = self.sudo()._compute_reference(
+            "stripe", invoice_ids=[(6, 0, invoices.ids)]
+        )
+        return self.sudo().create(values)
+
+    @api.model
+    def _crm_check_amount_is_payable(self, amount, currency):
+        """Refuse amounts Stripe cannot take, with a message saying why.
+
+        :raise UserError: for a zero or negative amount, or a three-decimal currency amount whose
+            last digit is not 0 (Stripe takes those in multiples of 10 minor units)
+        """
+        if float_compare(amount, 0.0, precision_rounding=currency.rounding) <= 0:
+            raise UserError(_("There is nothing to pay: the amount must be positive."))
+        minor = payment_utils.to_minor_currency_units(amount, currency)
+        if currency.name in const.THREE_DECIMAL_CURRENCIES and minor % 10:
+            raise UserError(
+                _(
+                    "Stripe takes %(currency)s amounts rounded to 0.01 (%(amount)s is not). Change "
+                    "the amount or register this payment by hand.",
+                    currency=currency.name,
+                    amount=amount,
+                )
+            )
+
+    # === HELPERS === #
+
+    def _crm_minor_amount(self, amount=None):
+        self.ensure_one()
+        return payment_utils.to_minor_currency_units(
+            self.amount if amount is None else amount, self.currency_id
+        )
+
+    def _crm_access_token(self):
+        """Return the token that lets the customer reach this transaction's pages."""
+        self.ensure_one()
+        return hmac_tool(self.env(su=True), "crm_payment_tx", (self.id, self.reference))
+
+    def _crm_check_access_token(self, token):
+        return bool(token) and consteq(str(token), self._crm_access_token())
+
+    def _crm_metadata(self):
+        self.ensure_one()
+        metadata = {"reference": self.reference, "odoo_transaction_id": str(self.id)}
+        if self.invoice_ids:
+            metadata["odoo_invoice_ids"] = ",".join(str(i) for i in self.invoice_ids.ids)
+        if self.crm_lead_id:
+            metadata["odoo_lead_id"] = str(self.crm_lead_id.id)
+        return metadata
+
+    def _crm_idempotency_key(self, scope, *parts):
+        self.ensure_one()
+        return make_idempotency_key(
+            self.provider_id._crm_database_uuid(), scope, self.reference, *parts
+        )
+
+    def _crm_customer_id(self):
+        binding = self.env["crm.stripe.customer"].sudo()._crm_ensure_customer(
+            self.partner_id, self.provider_id.sudo()
+        )
+        return binding.stripe_customer_id
+
+    def _crm_base_url(self):
+        return self.provider_id.get_base_url()
+
+    def _crm_portal_url(self, route):
+        self.ensure_one()
+        return f"{self._crm_base_url()}{route}?tx={self.id}&access_token={self._crm_access_token()}"
+
+    def _crm_return_url(self):
+        return self._crm_portal_url("/crm_payment/stripe/return")
+
+    def _crm_authenticate_url(self):
+        return self._crm_portal_url("/crm_payment/stripe/authenticate")
+
+    # === HOSTED PAGE (CHECKOUT) === #
+
+    def _crm_create_checkout_session(self, description=None):
+        """Open a Stripe Checkout Session for this transaction and keep its URL.
+
+        Payment mode for a positive amount, setup mode for a validation (saving a method only).
+        The session carries the transaction's reference in its metadata and that of its
+        PaymentIntent; it expires after ``const.CHECKOUT_SESSION_HOURS``.
+
+        :return: the session's URL
+        """
+        self.ensure_one()
+        expires_at = fields.Datetime.now() + timedelta(hours=const.CHECKOUT_SESSION_HOURS)
+        return_url = self._crm_return_url() + "&session_id={CHECKOUT_SESSION_ID}"
+        params = {
+            "customer": self._crm_customer_id(),
+            "client_reference_id": self.reference,
+            "metadata": self._crm_metadata(),
+            "success_url": return_url,
+            "cancel_url": return_url,
+            "expires_at": int(expires_at.timestamp()),
+            "locale": "auto",
+        }
+        if self.operation == "validation":
+            params.update(
+                mode="setup",
+                currency=self.currency_id.name.lower(),
+                setup_intent_data={"metadata": self._crm_metadata()},
+            )
+        else:
+            params.update(
+                mode="payment",
+                line_items=[
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": self.currency_id.name.lower(),
+                            "unit_amount": self._crm_minor_amount(),
+                            "product_data": {"name": description or self.reference},
+                        },
+                    }
+                ],
+                payment_intent_data={"metadata": self._crm_metadata()},
+                saved_payment_method_options={"payment_method_save": "enabled"},
+            )
+        session = self.provider_id._crm_stripe_call(
+            "create_checkout_session",
+            params,
+            self._crm_idempotency_key("checkout", self._crm_minor_amount()),
+        )
+        expires = session.get("expires_at")
+        self.write(
+            {
+                "crm_checkout_session_id": session["id"],
+                "crm_checkout_url": session["url"],
+                "crm_checkout_expires_at": datetime.fromtimestamp(expires, timezone.utc).replace(tzinfo=None)
+                if expires
+                else expires_at,
+            }
+        )
+        return session["url"]
+
+    def _crm_checkout_is_open(self):
+        """Whether the hosted page can still be paid (not expired, transaction still open)."""
+        self.ensure_one()
+        return bool(
+            self.crm_checkout_url
+            and self.state in ("draft", "pending")
+            and self.crm_checkout_expires_at
+            and self.crm_checkout_expires_at > fields.Datetime.now() + timedelta(minutes=5)
+        )
+
+    def _crm_expire_checkout_session(self):
+        """Close the hosted pages of these transactions so they can no longer be paid."""
+        for tx in self.filtered(lambda t: t.crm_checkout_session_id and t.state in ("draft", "pending")):
+            tx.provider_id._crm_stripe_call("expire_checkout_session", tx.crm_checkout_session_id)
+            tx._set_canceled(_("Replaced by a new payment link."))
+
+    def _crm_apply_checkout_session(self, session):
+        """Apply a Checkout Session as Stripe has it: the one path for return and webhooks.
+
+        :param dict session: the session, with its ``payment_intent`` expanded or as an id
+        :return: a short result for the ledger
+        """
+        self.ensure_one()
+        if self.state == "done" and not self.crm_needs_review:
+            return _("Already paid.")
+        if session.get("metadata", {}).get("reference") not in (None, self.reference) or (
+            self.crm_checkout_session_id and session["id"] != self.crm_checkout_session_id
+        ):
+            raise UserError(_("This Checkout Session does not belong to %s.", self.reference))
+        if session.get("mode") == "setup":
+            return self._crm_apply_setup_session(session)
+        status = session.get("status")
+        payment_status = session.get("payment_status")
+        if status == "expired":
+            self._set_canceled(_("The hosted payment page expired without a payment."))
+            return _("Hosted page expired.")
+        if status != "complete":
+            return _("The customer has not paid yet.")
+        if payment_status in ("paid", "no_payment_required"):
+            if not self._crm_amount_matches(session.get("amount_total"), session.get("currency")):
+                return _("Amount or currency mismatch: flagged for review.")
+            intent = session.get("payment_intent")
+            if isinstance(intent, dict):
+                self.provider_reference = intent["id"]
+                self._crm_save_payment_method(intent)
+            elif intent:
+                self.provider_reference = intent
+            return self._crm_mark_done()
+        if payment_status == "unpaid":
+            intent = session.get("payment_intent")
+            if isinstance(intent, dict) and intent.get("status") == "requires_payment_method":
+                return self._crm_mark_declined(intent.get("last_payment_error") or {})
+            # Delayed methods (bank debits): the async events settle it.
+            self._set_pending(_("The customer paid with a method that settles later."))
+            return _("Payment processing.")
+        return _("Unknown payment status %s.", payment_status)
+
+    def _crm_apply_setup_session(self, session):
+        if session.get("status") == "expired":
+            self._set_canceled(_("The page to save a payment method expired."))
+            return _("Hosted page expired.")
+        if session.get("status") != "complete":
+            return _("The customer has not saved a method yet.")
+        binding = self.env["crm.stripe.customer"].sudo()._crm_find(self.partner_id, self.provider_id)
+        if binding:
+            binding._crm_pull()
+        self._set_done(_("The customer saved a payment method."))
+        return _("Payment method saved.")
+
+    def _crm_save_payment_method(self, intent):
+        """Mirror the method the customer chose to save on the hosted page as a token."""
+        if not intent.get("setup_future_usage") and not (
+            isinstance(intent.get("payment_method"), dict) and intent["payment_method"].get("customer")
+        ):
+            return
+        binding = self.env["crm.stripe.customer"].sudo()._crm_find(self.partner_id, self.provider_id)
+        if binding:
+            binding._crm_pull()
+
+    # === OFF-SESSION CHARGE === #
+
+    def _crm_charge_off_session(self):
+        """Charge the transaction's saved method without the customer (one PaymentIntent).
+
+        The idempotency key is derived from the transaction's reference and amount: a double
+        click, a retried request or a worker that crashed after Stripe answered gets Stripe's
+        first PaymentIntent back, never a second charge.
+
+        :return: a short result
+        """
+        self.ensure_one()
+        token = self.token_id
+        params = {
+            "amount": self._crm_minor_amount(),
+            "currency": self.currency_id.name.lower(),
+            "customer": token.provider_ref,
+            "payment_method": token.stripe_payment_method,
+            "confirm": True,
+            "off_session": True,
+            "metadata": self._crm_metadata(),
+        }
+        gateway = self.provider_id._crm_stripe_gateway()
+        try:
+            intent = gateway.create_payment_intent(
+                params, self._crm_idempotency_key("charge", params["amount"], params["currency"])
+            )
+        except StripeGatewayError as error:
+            if error.kind != "card_declined":
+                utils.raise_user_error(error, self.provider_id)
+            return self._crm_mark_declined(
+                {"code": error.code, "decline_code": error.decline_code, "message": error.message}
+            )
+        return self._crm_apply_payment_intent(intent)
+
+    # === APPLYING STRIPE'S STATE === #
+
+    def _crm_apply_payment_intent(self, intent):
+        """Set the transaction's state from a PaymentIntent as Stripe has it.
+
+        :param dict intent: the PaymentIntent
+        :return: a short result for the ledger
+        """
+        self.ensure_one()
+        if self.state == "done" and not self.crm_needs_review:
+            return _("Already paid.")
+        self.provider_reference = intent["id"]
+        status = intent.get("status")
+        if status == "succeeded":
+            if not self._crm_amount_matches(intent.get("amount_received"), intent.get("currency")):
+                return _("Amount or currency mismatch: flagged for review.")
+            return self._crm_mark_done()
+        if status == "processing":
+            self._set_pending(_("Stripe is processing the payment."))
+            return _("Payment processing.")
+        if status == "requires_capture":
+            self._set_authorized()
+            return _("Payment authorised.")
+        if status in ("requires_action", "requires_confirmation"):
+            return self._crm_request_authentication()
+        if status == "canceled":
+            self._set_canceled(_("The payment was canceled in Stripe."))
+            self._post_process()
+            return _("Payment canceled.")
+        if status == "requires_payment_method":
+            if intent.get("last_payment_error"):
+                return self._crm_mark_declined(intent["last_payment_error"])
+            return _("The customer has not paid yet.")
+        return _("Unknown PaymentIntent status %s.", status)
+
+    def _crm_amount_matches(self, minor_amount, currency_code):
+        """Check what Stripe reports against the transaction; flag a mismatch for a person.
+
+        :return: whether amount and currency match
+        """
+        self.ensure_one()
+        expected = self._crm_minor_amount()
+        if (currency_code or "").lower() == self.currency_id.name.lower() and minor_amount == expected:
+            return True
+        reported = (
+            f"{minor_amount} {(currency_code or '?').upper()}"
+        )
+        message = _(
+            "Stripe reported %(reported)s (minor units) for %(reference)s, which expects "
+            "%(expected)s %(currency)s. The transaction is kept pending: check the payment in "
+            "Stripe, then register or refund it.",
+            reported=reported,
+            reference=self.reference,
+            expected=expected,
+            currency=self.currency_id.name,
+        )
+        if self.state == "draft":
+            self._set_pending(message)
+        self.write({"crm_needs_review": True, "state_message": message})
+        record = self.invoice_ids[:1] or self.partner_id.commercial_partner_id
+        record.sudo().activity_schedule(
+            "mail.mail_activity_data_todo",
+            user_id=self.provider_id._crm_alert_user().id,
+            summary=_("Stripe payment needs review"),
+            note=message,
+        )
+        _logger.warning("stripe amount mismatch on %s: %s", self.reference, reported)
+        return False
+
+    def _crm_mark_done(self):
+        if not self._set_done():
+            return _("Already paid.")
+        self._post_process()
+        return _("Paid; payment posted and reconciled.")
+
+    def _crm_mark_declined(self, error):
+        """Record a decline with Stripe's code in words; post-processing tells the people."""
+        self.ensure_one()
+        code = error.get("decline_code") or error.get("code") or "card_declined"
+        reason = utils.decline_reason(code)
+        self.write({"crm_decline_code": code, "crm_decline_reason": reason})
+        if self._set_error(_("Payment declined: %(reason)s.", reason=reason)):
+            self._post_process()
+        return _("Declined (%s).", code)
+
+    def _crm_request_authentication(self):
+        """Ask the customer to authenticate the payment (3-D Secure); the transaction waits."""
+        self.ensure_one()
+        self._set_pending(_("The customer's bank asks them to authenticate the payment."))
+        if not self.crm_action_requested:
+            self.crm_action_requested = True
+            self._crm_send_mail("crm_payment_integration.mail_template_crm_payment_action_required")
+        return _("Authentication requested from the customer.")
+
+    # === REFUNDS === #
+
+    def _crm_refundable_amount(self):
+        self.ensure_one()
+        refunded = sum(
+            -tx.amount
+            for tx in self.child_transaction_ids
+            if tx.operation == "refund" and tx.state in ("draft", "pending", "done")
+        )
+        return self.currency_id.round(self.amount - refunded)
+
+    def _crm_refund(self, amount):
+        """Refund part or all of this paid transaction through Stripe.
+
+        :param float amount: in major units, at most what was paid minus earlier refunds
+        :return: the refund transaction
+        :raise UserError: for an amount over what can still be refunded
+        """
+        self.ensure_one()
+        if self.state != "done" or self.operation == "refund" or not self.provider_reference:
+            raise UserError(_("Only a paid Stripe payment can be refunded (%s).", self.reference))
+        currency = self.currency_id
+        refundable = self._crm_refundable_amount()
+        if float_compare(amount, 0.0, precision_rounding=currency.rounding) <= 0:
+            raise UserError(_("The amount to refund must be positive."))
+        if float_compare(amount, refundable, precision_rounding=currency.rounding) > 0:
+            raise UserError(
+                _(
+                    "You can refund at most %(amount)s on %(reference)s: that is what was paid "
+                    "minus the earlier refunds.",
+                    amount=f"{refundable:.{currency.decimal_places}f} {currency.name}",
+                    reference=self.reference,
+                )
+            )
+        refund_tx = self._create_child_transaction(amount, is_refund=True, crm_flow=self.crm_flow or "stripe")
+        refund = refund_tx.provider_id._crm_stripe_call(
+            "create_refund",
+            {
+                "payment_intent": self.provider_reference,
+                "amount": refund_tx._crm_minor_amount(amount),
+                "metadata": {"reference": refund_tx.reference},
+            },
+            refund_tx._crm_idempotency_key("refund", refund_tx._crm_minor_amount(amount)),
+        )
+        refund_tx._crm_apply_refund(refund)
+        return refund_tx
+
+    def _crm_apply_refund(self, refund):
+        """Set a refund transaction's state from Stripe's Refund."""
+        self.ensure_one()
+        self.provider_reference = refund["id"]
+        status = refund.get("status")
+        if status == "succeeded":
+            if self.state == "done":
+                return _("Refund already applied.")
+            self._set_done()
+            self._post_process()
+            return _("Refund applied; credit note reconciled.")
+        if status in ("pending", "requires_action"):
+            self._set_pending()
+            return _("Refund pending.")
+        if status in ("failed", "canceled"):
+            self._set_error(
+                _(
+                    "Stripe could not refund %(reference)s (%(reason)s). The credit note, if "
+                    "any, must be cancelled or the customer paid back by other means.",
+                    reference=self.reference,
+                    reason=refund.get("failure_reason") or status,
+                ),
+                extra_allowed_states=("done",),
+            )
+            return _("Refund failed.")
+        return _("Unknown refund status %s.", status)
+
+    def _crm_refund_credit_note(self):
+        """Create and post the credit note of a done refund and reconcile it with its payment.
+
+        A full refund of an invoice reverses it line by line; a partial one scales its lines
+        to the refunded amount. A refund of a payment without invoice is reconciled with that
+        payment directly.
+        """
+        self.ensure_one()
+        source = self.source_transaction_id
+        payment = self.payment_id
+        if not payment:
+            return
+        account = payment.destination_account_id
+        invoice = source.invoice_ids.filtered(lambda m: m.move_type == "out_invoice" and m.state == "posted")[:1]
+        if not invoice:
+            lines = (payment.move_id.line_ids + source.payment_id.move_id.line_ids).filtered(
+                lambda line: line.account_id == account and not line.reconciled
+            )
+            if len(lines) > 1:
+                lines.reconcile()
+            return
+        amount = -self.amount
+        credit_note = invoice.with_company(invoice.company_id)._reverse_moves(
+            [
+                {
+                    "ref": _("Refund %(refund)s of %(invoice)s", refund=self.reference, invoice=invoice.name),
+                    "invoice_date": fields.Date.context_today(self),
+                }
+            ]
+        )
+        currency = invoice.currency_id
+        if currency.compare_amounts(amount, invoice.amount_total) != 0:
+            ratio = amount / invoice.amount_total
+            product_lines = credit_note.invoice_line_ids.filtered(lambda line: line.display_type == "product")
+            for line in product_lines:
+                line.price_unit = currency.round(line.price_unit * ratio)
+            difference = currency.round(amount - credit_note.amount_total)
+            if not float_is_zero(difference, precision_rounding=currency.rounding):
+                credit_note.write(
+                    {
+                        "invoice_line_ids": [
+                            (
+                                0,
+                                0,
+                                {
+                                    "name": _("Rounding of the partial refund"),
+                                    "quantity": 1,
+                                    "price_unit": difference,
+                                    "account_id": product_lines[:1].account_id.id,
+                                    "tax_ids": [(6, 0, [])],
+                                },
+                            )
+                        ]
+                    }
+                )
+        credit_note.action_post()
+        self.invoice_ids = [(4, credit_note.id)]
+        (credit_note.line_ids + payment.move_id.line_ids).filtered(
+            lambda line: line.account_id == account and not line.reconciled
+        ).reconcile()
+        message = _(
+            "Refunded %(amount)s by Stripe (%(refund)s): credit note %(credit_note)s.",
+            amount=f"{amount:.{currency.decimal_places}f} {currency.name}",
+            refund=self.provider_reference,
+            credit_note=credit_note._get_html_link(),
+        )
+        invoice.message_post(body=message)
+
+    # === POST-PROCESSING === #
+
+    def _post_process(self):
+        """Add CRM Payments' follow-up to Odoo's: credit notes of refunds, the opportunity,
+        the salesperson and the customer's emails. Runs once per state change."""
+        to_follow = self.filtered(lambda tx: tx.crm_flow and not tx.is_post_processed)
+        states = {tx.id: tx.state for tx in to_follow}
+        super()._post_process()
+        for tx in to_follow:
+            state = states[tx.id]
+            if state == "done" and tx.operation == "refund":
+                tx._crm_refund_credit_note()
+            elif state == "done" and tx.operation != "validation":
+                tx._crm_after_paid()
+            elif state == "error" and tx.operation != "refund":
+                tx._crm_after_declined()
+
+    def _crm_after_paid(self):
+        self.ensure_one()
+        lead = self.crm_lead_id or self.invoice_ids.crm_lead_id[:1]
+        if lead:
+            lead.sudo()._crm_payment_received(self)
+        self._crm_send_mail("crm_payment_integration.mail_template_crm_payment_received")
+
+    def _crm_after_declined(self):
+        self.ensure_one()
+        message = _(
+            "Stripe payment %(reference)s of %(amount)s failed: %(reason)s.",
+            reference=self.reference,
+            amount=f"{self.amount:.{self.currency_id.decimal_places}f} {self.currency_id.name}",
+            reason=self.crm_decline_reason or self.state_message or _("unknown reason"),
+        )
+        partner = self.partner_id.commercial_partner_id.sudo()
+        partner.message_post(body=message)
+        user = self._crm_salesperson()
+        record = self.invoice_ids[:1].sudo() or self.crm_lead_id.sudo() or partner
+        if record != partner:
+            record.message_post(body=message)
+        record.activity_schedule(
+            "mail.mail_activity_data_todo",
+            user_id=user.id,
+            summary=_("Payment failed: follow up with the customer"),
+            note=message,
+        )
+        self._crm_send_mail("crm_payment_integration.mail_template_crm_payment_failed")
+
+    def _crm_salesperson(self):
+        self.ensure_one()
+        return (
+            self.crm_lead_id.user_id
+            or self.invoice_ids[:1].invoice_user_id
+            or self.partner_id.commercial_partner_id.user_id
+            or self.provider_id._crm_alert_user()
+        )
+
+    def _crm_send_mail(self, template_xmlid):
+        """Send one of the add-on's emails about this transaction to the customer."""
+        template = self.env.ref(template_xmlid, raise_if_not_found=False)
+        if not template or not self.partner_id.email:
+            return
+        for tx in self:
+            template.sudo().send_mail(tx.id, email_layout_xmlid="mail.mail_notification_light")
+
+    # === FINDING TRANSACTIONS FROM STRIPE OBJECTS === #
+
+    @api.model
+    def _crm_find_from_object(self, provider_sudo, stripe_object):
+        """Return the transaction a Stripe object (intent, session) was made for, if any."""
+        reference = (stripe_object.get("metadata") or {}).get("reference")
+        domain = [("provider_id", "=", provider_sudo.id)]
+        if reference:
+            tx = self.sudo().search(domain + [("reference", "=", reference)], limit=1)
+            if tx:
+                return tx
+        object_id = stripe_object.get("id")
+        if stripe_object.get("object") == "checkout.session":
+            return self.sudo().search(domain + [("crm_checkout_session_id", "=", object_id)], limit=1)
+        return self.sudo().search(
+            domain + [("provider_reference", "=", object_id), ("operation", "!=", "refund")], limit=1
+        )
+
+    @api.model
+    def _crm_create_from_intent(self, provider_sudo, intent):
+        """Record a payment made outside Odoo (Stripe dashboard, lost response) as a transaction.
+
+        The invoices named in its metadata are linked, so a payment whose Odoo transaction was
+        lost with a crashed request still lands on its invoice.
+
+        :return: the transaction, or an empty recordset when no partner matches its customer
+        """
+        customer_id = intent.get("customer")
+        if isinstance(customer_id, dict):
+            customer_id = customer_id.get("id")
+        binding = self.env["crm.stripe.customer"].sudo().search(
+            [("provider_id", "=", provider_sudo.id), ("stripe_customer_id", "=", customer_id)], limit=1
+        ) if customer_id else None
+        if not binding:
+            return self.sudo().browse()
+        currency = self.env["res.currency"].with_context(active_test=False).search(
+            [("name", "=", (intent.get("currency") or "").upper())], limit=1
+        )
+        if not currency:
+            return self.sudo().browse()
+        metadata = intent.get("metadata") or {}
+        invoice_ids = [int(i) for i in (metadata.get("odoo_invoice_ids") or "").split(",") if i.isdigit()]
+        invoices = self.env["account.move"].sudo().browse(invoice_ids).exists().filtered(
+            lambda m: m.company_id == provider_sudo.company_id and m.commercial_partner_id == binding.partner_id
+        )
+        amount = payment_utils.to_major_currency_units(intent.get("amount") or 0, currency)
+        values = {
+            "provider_id": provider_sudo.id,
+            "payment_method_id": self.env["payment.method"].sudo().search([("code", "=", "card")], limit=1).id,
+            "partner_id": binding.partner_id.id,
+            "amount": amount,
+            "currency_id": currency.id,
+            "operation": "offline",
+            "crm_flow": "stripe",
+            "provider_reference": intent["id"],
+            "invoice_ids": [(6, 0, invoices.ids)],
+            "reference": metadata.get("reference")
+            if metadata.get("reference") and not self.sudo().search_count([("reference", "=", metadata["reference"])])
+            else self.sudo()._compute_reference("stripe", invoice_ids=[(6, 0, invoices.ids)]),
+        }
+        return self.sudo().create(values)
+
+    # === ACTIONS === #
+
+    def action_crm_open_refund_wizard(self):
+        self.ensure_one()
+        return self.env["crm.payment.refund.wizard"]._crm_open_for(transaction=self)
+
+    def _crm_notification_for_result(self):
+        """Tell the user who charged what happened: paid, declined or waiting for the customer."""
+        self.ensure_one()
+        amount = f"{self.amount:.{self.currency_id.decimal_places}f} {self.currency_id.name}"
+        if self.state == "done":
+            title, kind = _("Payment received"), "success"
+            message = _("%(amount)s was charged (%(reference)s).", amount=amount, reference=self.reference)
+        elif self.state == "error":
+            title, kind = _("Payment declined"), "danger"
+            message = _(
+                "%(amount)s was not charged: %(reason)s. The salesperson has an activity to "
+                "follow up.",
+                amount=amount,
+                reason=self.crm_decline_reason or self.state_message,
+            )
+        elif self.crm_needs_review:
+            title, kind = _("Payment needs review"), "warning"
+            message = self.state_message
+        else:
+            title, kind = _("Waiting for the customer"), "warning"
+            message = _(
+                "The customer's bank asks them to authenticate %(amount)s; they received an "
+                "email with the link.",
+                amount=amount,
+            )
+        return self.env["account.move"]._crm_notification(title, message, kind=kind, sticky=kind != "success")
+
+    def _crm_refundable(self):
+        """The paid Stripe payments among these transactions that can still be refunded."""
+        return self.filtered(
+            lambda tx: tx.provider_code == "stripe"
+            and tx.state == "done"
+            and tx.operation != "refund"
+            and tx.provider_reference
+            and not tx.currency_id.is_zero(tx._crm_refundable_amount())
+        )

@@ -1,0 +1,3 @@
+from . import crm_payment_charge_wizard
+from . import crm_payment_refund_wizard
+from . import crm_payment_request_wizard

@@ -1,0 +1,44 @@
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+
+class CrmPaymentChargeWizard(models.TransientModel):
+    """Charge a free amount to one of a partner's saved payment methods, with a reason."""
+
+    _name = "crm.payment.charge.wizard"
+    _description = "Charge a Saved Payment Method"
+
+    partner_id = fields.Many2one("res.partner", required=True, readonly=True)
+    token_id = fields.Many2one(
+        "payment.token", string="Payment Method", required=True,
+        compute="_compute_token_id", store=True, readonly=False,
+        domain="[('id', 'in', allowed_token_ids)]",
+    )
+    allowed_token_ids = fields.Many2many("payment.token", compute="_compute_allowed_token_ids")
+    currency_id = fields.Many2one(
+        "res.currency", required=True, default=lambda self: self.env.company.currency_id
+    )
+    amount = fields.Monetary(required=True)
+    reason = fields.Char(required=True, help="Shown to the customer on their receipt.")
+
+    @api.depends("partner_id")
+    def _compute_allowed_token_ids(self):
+        for wizard in self:
+            wizard.allowed_token_ids = wizard.partner_id._crm_tokens()
+
+    @api.depends("partner_id")
+    def _compute_token_id(self):
+        for wizard in self:
+            wizard.token_id = wizard.partner_id._crm_tokens()[:1]
+
+    def action_charge(self):
+        self.ensure_one()
+        self.env["account.move"]._crm_check_accounting_rights()
+        if self.token_id not in self.partner_id._crm_tokens():
+            raise UserError(_("This payment method does not belong to %s.", self.partner_id.display_name))
+        tx = self.env["payment.transaction"]._crm_create(
+            self.partner_id, self.amount, self.currency_id, "off_session",
+            token=self.token_id, reason=self.reason,
+        )
+        tx._crm_charge_off_session()
+        return tx._crm_notification_for_result()
