@@ -191,7 +191,7 @@ class CrmPaymentEvent(models.Model):
                 "provider": provider_sudo.id,
                 "event_id": event["id"],
                 "type": event["type"],
-                "object_id": event["data"]["object"].get("id"),
+                "object_id": object_id if isinstance(object_id := event["data"]["object"].get("id"), str) else None,
                 "created": datetime.fromtimestamp(created, tz=timezone.utc).replace(tzinfo=None)
                 if isinstance(created, int)
                 else None,

@@ -94,10 +94,12 @@ class StripeHttpMock(stripe.HTTPClient):
 
     name = "crm-test-mock"
 
-    def __init__(self, routes):
+    def __init__(self, routes, passthrough=False):
         super().__init__()
         self.routes = routes
         self.requests = []
+        # Requests without a route go to the real server (localstripe) when passthrough is set.
+        self.passthrough = stripe.RequestsClient(timeout=30) if passthrough else None
 
     def request(self, method, url, headers, post_data=None):
         path = url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
@@ -105,6 +107,8 @@ class StripeHttpMock(stripe.HTTPClient):
             {"method": method, "url": url, "path": "/" + path, "headers": headers, "data": post_data}
         )
         answer = self.routes.get((method.lower(), "/" + path))
+        if answer is None and self.passthrough:
+            return self.passthrough.request(method, url, headers, post_data)
         if answer is None:
             return json.dumps({"error": {"message": "Unrecognized request URL", "type": "invalid_request_error"}}), 404, {}
         if callable(answer):
@@ -191,3 +195,209 @@ class CrmStripeCommon(TransactionCase):
                 customer_id, {"invoice_settings": {"default_payment_method": pm.id}}
             )
         return pm.id
+
+
+def _flatten_form(post_data):
+    """Decode the SDK's form encoding (``a[b][0][c]=v``) into a flat ``{key: value}`` dict."""
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(post_data or "", keep_blank_values=True))
+
+
+class FakeCheckout(StripeHttpMock):
+    """Stripe Checkout Sessions, which localstripe lacks, answered in Stripe's shape.
+
+    Every other request goes on to localstripe. A test plays the customer with :meth:`pay`,
+    :meth:`expire` or :meth:`fail_async`.
+    """
+
+    def __init__(self):
+        super().__init__({}, passthrough=True)
+        self.sessions = {}
+
+    def request(self, method, url, headers, post_data=None):
+        path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+        if not path.startswith("/v1/checkout/sessions"):
+            return super().request(method, url, headers, post_data)
+        self.requests.append(
+            {"method": method, "url": url, "path": path, "headers": headers, "data": post_data}
+        )
+        parts = path.split("/")[4:]  # after /v1/checkout/sessions
+        if method == "post" and not parts:
+            body = self._create(_flatten_form(post_data), headers.get("Idempotency-Key"))
+        elif parts and parts[0] in self.sessions:
+            session = self.sessions[parts[0]]
+            if method == "post" and parts[1:] == ["expire"]:
+                if session["status"] != "open":
+                    return self._error(400, "Only Checkout Sessions with a status of open can be expired.")
+                self.expire(session["id"])
+            body = self._expanded(session) if "expand" in url else session
+        else:
+            return self._error(404, "No such checkout.session")
+        return json.dumps(body), 200, {"Request-Id": "req_test"}
+
+    @staticmethod
+    def _error(status, message):
+        error = {"error": {"message": message, "type": "invalid_request_error"}}
+        return json.dumps(error), status, {"Request-Id": "req_test"}
+
+    def _create(self, form, idempotency_key):
+        for session in self.sessions.values():
+            if session["_key"] == idempotency_key:
+                return session
+        session = stripe_fixture("checkout_session")
+        session_id = "cs_test_" + os.urandom(12).hex()
+        mode = form.get("mode")
+        session.update(
+            {
+                "id": session_id,
+                "_key": idempotency_key,
+                "mode": mode,
+                "customer": form.get("customer"),
+                "client_reference_id": form.get("client_reference_id"),
+                "metadata": {
+                    key[len("metadata["):-1]: value
+                    for key, value in form.items()
+                    if key.startswith("metadata[")
+                },
+                "success_url": form.get("success_url"),
+                "cancel_url": form.get("cancel_url"),
+                "expires_at": int(form.get("expires_at") or time.time() + 86400),
+                "status": "open",
+                "payment_status": "unpaid",
+                "payment_intent": None,
+                "setup_intent": None,
+                "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+            }
+        )
+        if mode == "payment":
+            session["currency"] = form["line_items[0][price_data][currency]"]
+            session["amount_total"] = int(form["line_items[0][price_data][unit_amount]"])
+            session["amount_subtotal"] = session["amount_total"]
+        else:
+            session["currency"] = form.get("currency")
+            session["amount_total"] = session["amount_subtotal"] = None
+        self.sessions[session_id] = session
+        return session
+
+    def _expanded(self, session):
+        session = dict(session)
+        if session["payment_intent"]:
+            session["payment_intent"] = self.intents[session["payment_intent"]]
+        return session
+
+    @property
+    def intents(self):
+        return self.__dict__.setdefault("_intents", {})
+
+    def _intent(self, session, status, amount=None, currency=None, error=None):
+        intent = stripe_fixture("payment_intent")
+        intent_id = "pi_" + os.urandom(12).hex()
+        amount = session["amount_total"] if amount is None else amount
+        intent.update(
+            {
+                "id": intent_id,
+                "amount": amount,
+                "amount_received": amount if status == "succeeded" else 0,
+                "currency": currency or session["currency"],
+                "customer": session["customer"],
+                "metadata": dict(session["metadata"]),
+                "status": status,
+                "last_payment_error": error,
+                "payment_method": "pm_" + os.urandom(8).hex(),
+                "setup_future_usage": None,
+            }
+        )
+        self.intents[intent_id] = intent
+        return intent
+
+    def pay(self, session_id, amount=None, currency=None, delayed=False):
+        """The customer pays on the hosted page (``delayed``: a method that settles later)."""
+        session = self.sessions[session_id]
+        intent = self._intent(session, "processing" if delayed else "succeeded", amount, currency)
+        session.update(
+            status="complete",
+            payment_status="unpaid" if delayed else "paid",
+            payment_intent=intent["id"],
+            amount_total=amount if amount is not None else session["amount_total"],
+            currency=currency or session["currency"],
+        )
+        return session
+
+    def settle(self, session_id, succeeded=True):
+        """A delayed payment settles: ``async_payment_succeeded`` or ``_failed``."""
+        session = self.sessions[session_id]
+        intent = self.intents[session["payment_intent"]]
+        if succeeded:
+            intent.update(status="succeeded", amount_received=intent["amount"])
+            session["payment_status"] = "paid"
+        else:
+            intent.update(
+                status="requires_payment_method",
+                last_payment_error={
+                    "code": "payment_intent_payment_attempt_failed",
+                    "decline_code": "insufficient_funds",
+                    "message": "The bank debit failed.",
+                },
+            )
+        return session
+
+    def save_method(self, session_id):
+        session = self.sessions[session_id]
+        session.update(status="complete", payment_status="no_payment_required", setup_intent="seti_" + os.urandom(8).hex())
+        return session
+
+    def expire(self, session_id):
+        session = self.sessions[session_id]
+        session.update(status="expired", url=None)
+        return session
+
+    def public(self, session_id):
+        """The session as Stripe sends it in an event (PaymentIntent as an id)."""
+        return {k: v for k, v in self.sessions[session_id].items() if not k.startswith("_")}
+
+
+class CrmPaymentCommon(CrmStripeCommon):
+    """A customer with a card in localstripe, invoices in several currencies."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env["res.currency"].with_context(active_test=False).search(
+            [("name", "in", ("EUR", "JPY", "KWD"))]
+        ).active = True
+        if not cls.provider.journal_id:
+            cls.provider.journal_id = cls.env["account.journal"].search(
+                [("type", "=", "bank"), ("company_id", "=", cls.company.id)], limit=1
+            )
+        cls.partner.action_crm_stripe_sync()
+        cls.customer_id = cls.partner.stripe_customer_id
+
+    def _crm_invoice(self, amount, currency=None, partner=None, post=True, **values):
+        invoice = self.env["account.move"].create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": (partner or self.partner).id,
+                "currency_id": (currency or self.company.currency_id).id,
+                "invoice_line_ids": [
+                    (0, 0, {"name": "Consulting", "quantity": 1, "price_unit": amount, "tax_ids": [(6, 0, [])]})
+                ],
+                **values,
+            }
+        )
+        if post:
+            invoice.action_post()
+        return invoice
+
+    def _crm_save_card(self, number="4242424242424242"):
+        """Save a card on the partner's customer in localstripe and mirror it as a token."""
+        self._crm_attach_card(self.customer_id, number=number)
+        self.partner.action_crm_stripe_sync()
+        return self.partner._crm_default_token()
+
+    def _crm_currency(self, name):
+        return self.env["res.currency"].with_context(active_test=False).search([("name", "=", name)])
+
+    @staticmethod
+    def _crm_reconciled(invoice):
+        return invoice.payment_state in ("paid", "in_payment") and invoice.currency_id.is_zero(invoice.amount_residual)

@@ -9,8 +9,12 @@ class CrmPaymentChargeWizard(models.TransientModel):
     _description = "Charge a Saved Payment Method"
 
     partner_id = fields.Many2one("res.partner", required=True, readonly=True)
+    invoice_id = fields.Many2one(
+        "account.move", string="Invoice", readonly=True,
+        help="Charge part of this invoice: the payment is reconciled with it.",
+    )
     token_id = fields.Many2one(
-        "payment.token", string="Payment Method", required=True,
+        "payment.token", precompute=True, string="Payment Method", required=True,
         compute="_compute_token_id", store=True, readonly=False,
         domain="[('id', 'in', allowed_token_ids)]",
     )
@@ -36,9 +40,18 @@ class CrmPaymentChargeWizard(models.TransientModel):
         self.env["account.move"]._crm_check_accounting_rights()
         if self.token_id not in self.partner_id._crm_tokens():
             raise UserError(_("This payment method does not belong to %s.", self.partner_id.display_name))
+        invoice = self.invoice_id.sudo()
+        if invoice:
+            invoice._crm_check_payable()
+            if invoice.currency_id != self.currency_id:
+                raise UserError(_("Charge %(invoice)s in its currency, %(currency)s.",
+                                  invoice=invoice.name, currency=invoice.currency_id.name))
+            if invoice.currency_id.compare_amounts(self.amount, invoice.amount_residual) > 0:
+                raise UserError(_("%(invoice)s has only %(amount)s left to pay.",
+                                  invoice=invoice.name, amount=invoice.amount_residual))
         tx = self.env["payment.transaction"]._crm_create(
             self.partner_id, self.amount, self.currency_id, "off_session",
-            token=self.token_id, reason=self.reason,
+            invoices=invoice, token=self.token_id, reason=self.reason, lead=invoice.crm_lead_id,
         )
         tx._crm_charge_off_session()
         return tx._crm_notification_for_result()

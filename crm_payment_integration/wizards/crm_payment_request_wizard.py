@@ -10,27 +10,30 @@ class CrmPaymentRequestWizard(models.TransientModel):
 
     lead_id = fields.Many2one("crm.lead", required=True, readonly=True)
     partner_id = fields.Many2one(
-        "res.partner", string="Customer", required=True,
+        "res.partner", precompute=True, string="Customer", required=True,
         compute="_compute_partner_id", store=True, readonly=False,
     )
     company_id = fields.Many2one(related="lead_id.company_id")
     currency_id = fields.Many2one(
-        "res.currency", required=True, compute="_compute_currency_id", store=True, readonly=False
+        "res.currency", precompute=True, required=True, compute="_compute_currency_id", store=True, readonly=False
     )
     request_type = fields.Selection(
         [("deposit", "Deposit"), ("full", "Full Amount")], required=True, default="deposit"
     )
     total_amount = fields.Monetary(
-        string="Total", compute="_compute_total_amount", store=True, readonly=False,
+        string="Total", precompute=True, compute="_compute_total_amount", store=True, readonly=False,
         help="The amount of the deal; the expected revenue of the opportunity by default.",
     )
     deposit_percent = fields.Float(
-        string="Deposit (%)", compute="_compute_deposit_percent", store=True, readonly=False
+        string="Deposit (%)", precompute=True, compute="_compute_deposit_percent", store=True, readonly=False
     )
     amount = fields.Monetary(
-        string="Amount to Pay", compute="_compute_amount", store=True, readonly=False
+        string="Amount to Pay", precompute=True, compute="_compute_amount", store=True, readonly=False
     )
-    description = fields.Char(compute="_compute_description", store=True, readonly=False, required=True)
+    description = fields.Char(
+        compute="_compute_description", store=True, readonly=False, required=True,
+        precompute=True,
+    )
     send_email = fields.Boolean(string="Email the Payment Link", default=True)
 
     @api.depends("lead_id")
