@@ -18,7 +18,7 @@ class CrmStripePortal(CustomerPortal):
     authenticate an off-session payment. Every route checks an access token first and trusts
     only what it reads again from Stripe."""
 
-    @http.route("/crm_payment/stripe/pay/<int:invoice_id>", type="http", auth="public", methods=["GET"], website=False)
+    @http.route("/crm_payment/stripe/pay/<int:invoice_id>", type="http", auth="public", methods=["GET"], website=True)
     def crm_stripe_pay_invoice(self, invoice_id, access_token=None, **kwargs):
         """Send the customer to a current hosted page for what is still due on the invoice."""
         try:
@@ -40,7 +40,7 @@ class CrmStripePortal(CustomerPortal):
             )
         return request.redirect(tx_sudo.crm_checkout_url, local=False)
 
-    @http.route("/crm_payment/stripe/return", type="http", auth="public", methods=["GET"], website=False)
+    @http.route("/crm_payment/stripe/return", type="http", auth="public", methods=["GET"], website=True)
     def crm_stripe_return(self, tx=None, access_token=None, session_id=None, payment_intent=None, **kwargs):
         """Where Stripe sends the customer back. The query string only says which transaction
         to look at: its state comes from Stripe, read again here."""
@@ -53,7 +53,7 @@ class CrmStripePortal(CustomerPortal):
             _logger.warning("could not read %s back from Stripe: %s", tx_sudo.reference, error)
         return self._crm_render_status(tx_sudo)
 
-    @http.route("/crm_payment/stripe/authenticate", type="http", auth="public", methods=["GET"], website=False)
+    @http.route("/crm_payment/stripe/authenticate", type="http", auth="public", methods=["GET"], website=True)
     def crm_stripe_authenticate(self, tx=None, access_token=None, **kwargs):
         """Let the customer authenticate (3-D Secure) a payment their bank held back."""
         tx_sudo = self._crm_get_transaction(tx, access_token)

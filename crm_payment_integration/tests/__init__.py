@@ -5,3 +5,4 @@ from . import test_event_processing
 from . import test_webhook
 from . import test_concurrency
 from . import test_payments
+from . import test_checkout
