@@ -17,6 +17,14 @@ echo "== installing test requirements"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements-test.txt" \
     || die "could not install $ROOT/requirements-test.txt"
 
+# Browser tours need a headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null && ! command -v google-chrome >/dev/null; then
+    echo "== installing chromium for the browser tours"
+    { apt-get install -y -q chromium >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } \
+        || die "chromium is missing and could not be installed (apt-get install chromium)"
+fi
+
 DB="crm_payment_test_$$"
 WORK="$(mktemp -d)"
 CONFIG="$WORK/odoo.conf"
@@ -37,10 +45,14 @@ fi
 
 echo "== running tests"
 cd "$ROOT"
-set +e
+set +e -o pipefail
 "$PYTHON" -m pytest "$ROOT/crm_payment_integration/tests" \
     --odoo-config="$CONFIG" --odoo-database="$DB" --odoo-http --odoo-log-level=warn \
-    -p no:cacheprovider -q "$@"
+    -p no:cacheprovider -q -rs "$@" | tee "$WORK/pytest.log"
 status=$?
 set -e
+# A skipped test is not a passing one (a missing browser or library skips tours silently).
+if [ $status -eq 0 ] && grep -qE "^SKIPPED|[0-9]+ skipped" "$WORK/pytest.log"; then
+    die "some tests were skipped; install what they need (see the SKIPPED lines above)"
+fi
 exit $status

@@ -6,3 +6,4 @@ from . import test_webhook
 from . import test_concurrency
 from . import test_payments
 from . import test_checkout
+from . import test_tours

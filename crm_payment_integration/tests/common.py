@@ -211,9 +211,12 @@ class FakeCheckout(StripeHttpMock):
     :meth:`expire` or :meth:`fail_async`.
     """
 
-    def __init__(self):
+    def __init__(self, pay_on_visit=False):
         super().__init__({}, passthrough=True)
         self.sessions = {}
+        # For browser tours: the hosted page is "paid" at once and its URL is the return URL,
+        # as if the customer had paid on Stripe and been sent back.
+        self.pay_on_visit = pay_on_visit
 
     def request(self, method, url, headers, post_data=None):
         path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
@@ -278,6 +281,9 @@ class FakeCheckout(StripeHttpMock):
             session["currency"] = form.get("currency")
             session["amount_total"] = session["amount_subtotal"] = None
         self.sessions[session_id] = session
+        if self.pay_on_visit:
+            session["url"] = session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id)
+            self.pay(session_id)
         return session
 
     def _expanded(self, session):
