@@ -49,6 +49,9 @@ THREE_DECIMAL_CURRENCIES = ("BHD", "JOD", "KWD", "OMR", "TND")
 # the event is marked as failed and an activity is scheduled for a person.
 EVENT_RETRY_DELAYS = (1, 5, 30, 120, 720)
 
+# Advisory lock held by a run of the processing cron; see crm.payment.event._cron_process_events.
+EVENT_RUN_LOCK = 0x63726D5F706179  # "crm_pay"
+
 # Events claimed per batch by the processing cron; each batch is committed on its own.
 EVENT_BATCH_SIZE = 200
 

@@ -18,6 +18,23 @@ from ..services.gateway import StripeGatewayError
 _logger = logging.getLogger(__name__)
 
 
+class EventBatch:
+    """What the events of one processing batch share, passed in the context as ``crm_batch``.
+
+    Compared by identity: Odoo reuses an environment whose context is *equal*, so two batches
+    passing equal (empty) containers would share the first one's.
+
+    - ``cache``: Stripe objects read once per batch
+    - ``confirmed``: ids of the transactions the batch confirmed, post-processed together
+    """
+
+    __slots__ = ("cache", "confirmed")
+
+    def __init__(self):
+        self.cache = {}
+        self.confirmed = []
+
+
 class CrmPaymentEvent(models.Model):
     """The ledger of Stripe events: each one stored once, applied once, in the background.
 
@@ -147,23 +164,24 @@ class CrmPaymentEvent(models.Model):
     def _crm_trigger_processing(self):
         """Make the processing cron run again after this event is committed.
 
-        Every event adds a trigger row: a job deletes only the triggers older than its own start,
-        so the row guarantees a run that sees the event. Waking the cron workers (``NOTIFY``, a
-        round trip to the ``postgres`` database, the costliest part of ``_trigger()``) is needed
-        only for the first due trigger: whoever added that one woke them already, and a worker
-        busy with the job runs it again while a trigger is due. In the narrow case where that
-        worker finished in between, the event waits for the workers' next poll (a minute).
+        Every event adds a trigger row. Waking the cron workers (``NOTIFY``, a round trip to
+        the ``postgres`` database, the costliest part of ``_trigger()``) is skipped only when
+        it is useless: a due trigger exists, so its author woke the workers, and no run is in
+        progress (the run lock is free, and holding it shared until commit makes the next run
+        wait for this event). A run in progress may have looked already, and a cron worker runs
+        a job once per wake-up: then the workers are woken again.
         """
         cron = self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
         self.env.cr.execute(
             """
-            SELECT 1 FROM ir_cron_trigger
-             WHERE cron_id = %s AND call_at <= (now() AT TIME ZONE 'UTC')
-             LIMIT 1
+            SELECT pg_try_advisory_xact_lock_shared(%s),
+                   EXISTS(SELECT 1 FROM ir_cron_trigger
+                           WHERE cron_id = %s AND call_at <= (now() AT TIME ZONE 'UTC'))
             """,
-            [cron.id],
+            [const.EVENT_RUN_LOCK, cron.id],
         )
-        if self.env.cr.fetchone():
+        no_run, due = self.env.cr.fetchone()
+        if no_run and due:
             self.env["ir.cron.trigger"].sudo().create({"cron_id": cron.id, "call_at": fields.Datetime.now()})
         else:
             cron._trigger()
@@ -211,6 +229,22 @@ class CrmPaymentEvent(models.Model):
 
     @api.model
     def _cron_process_events(self, time_budget=50, batch_size=const.EVENT_BATCH_SIZE):
+        """The cron's entry point: drain the ledger while holding the run lock.
+
+        The run lock (a session-level advisory lock) tells the webhook that a run is in
+        progress: an event stored meanwhile wakes the cron again rather than rely on this run
+        to see it (a cron worker runs each job once per wake-up). Taking the lock waits for the
+        webhook transactions that checked it, so this run sees their events.
+        """
+        cr = self.env.cr
+        cr.execute("SELECT pg_advisory_lock(%s)", [const.EVENT_RUN_LOCK])
+        try:
+            return self._crm_drain(time_budget=time_budget, batch_size=batch_size)
+        finally:
+            cr.execute("SELECT pg_advisory_unlock(%s)", [const.EVENT_RUN_LOCK])
+
+    @api.model
+    def _crm_drain(self, time_budget=50, batch_size=const.EVENT_BATCH_SIZE):
         """Apply pending events in committed batches until none is due or the budget is spent.
 
         A crash loses at most the batch in progress, whose events stay pending. Several workers
@@ -285,19 +319,19 @@ class CrmPaymentEvent(models.Model):
         """
         now = now or fields.Datetime.now()
         handlers = self._crm_get_event_handlers()
-        cache = {}
-        for event in self:
+        batch = EventBatch()
+        for event in self.with_context(crm_batch=batch):
             handler = handlers.get(event.event_type)
             if not handler:
                 event.write({"state": "ignored", "result": _("No handler for this event type.")})
                 continue
             try:
                 with self.env.cr.savepoint():
-                    result = getattr(event.with_context(crm_stripe_cache=cache), handler)()
+                    result = getattr(event, handler)()
             except Exception as error:  # noqa: BLE001 - one event must not block the ledger
                 if not isinstance(error, (UserError, StripeGatewayError)):
                     _logger.exception("stripe event %s failed unexpectedly", event.stripe_event_id)
-                cache.clear()  # what was read may belong to the rolled back savepoint
+                batch.cache.clear()  # what was read may belong to the rolled back savepoint
                 event._crm_record_failure(error, now)
             else:
                 event.write(
@@ -309,6 +343,8 @@ class CrmPaymentEvent(models.Model):
                         "attempts": event.attempts + 1,
                     }
                 )
+        if batch.confirmed:
+            self.env["payment.transaction"].browse(batch.confirmed)._crm_post_process_confirmed()
 
     def _crm_record_failure(self, error, now):
         self.ensure_one()
@@ -348,8 +384,8 @@ class CrmPaymentEvent(models.Model):
 
     def _crm_batch_cache(self):
         """Return the dict shared by the events of one batch (a throwaway one outside a batch)."""
-        cache = self.env.context.get("crm_stripe_cache")
-        return {} if cache is None else cache
+        batch = self.env.context.get("crm_batch")
+        return {} if batch is None else batch.cache
 
     def _crm_binding(self, customer_id):
         return self.env["crm.stripe.customer"].sudo().search(

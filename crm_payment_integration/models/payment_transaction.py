@@ -417,8 +417,34 @@ class PaymentTransaction(models.Model):
     def _crm_mark_done(self):
         if not self._set_done():
             return _("Already paid.")
+        batch = self.env.context.get("crm_batch")
+        if batch is not None:  # a ledger batch: post-processed with the batch
+            batch.confirmed.extend(self.ids)
+            return _("Paid; payment posted and reconciled with the batch.")
         self._post_process()
         return _("Paid; payment posted and reconciled.")
+
+    def _crm_post_process_confirmed(self):
+        """Post-process the transactions a ledger batch confirmed, all at once.
+
+        Payments of a batch are created, posted and reconciled together and the customers'
+        receipts rendered together, which is what makes a burst of webhooks cheap. Should this
+        fail, the transactions stay confirmed and not post-processed: each is retried on its
+        own, and Odoo's post-processing cron remains the safety net.
+        """
+        txs = self.with_context(crm_batch=None)
+        try:
+            with self.env.cr.savepoint():
+                txs._post_process()
+        except Exception:  # noqa: BLE001 - the transactions are confirmed; retried one by one
+            _logger.exception("batch post-processing of %s transactions failed", len(txs))
+            for tx in txs:
+                try:
+                    with self.env.cr.savepoint():
+                        tx._post_process()
+                except Exception:  # noqa: BLE001
+                    _logger.exception("post-processing of %s failed; left to Odoo's cron", tx.reference)
+                    self.env.ref("payment.cron_post_process_payment_tx")._trigger()
 
     def _crm_mark_declined(self, error):
         """Record a decline with Stripe's code in words; post-processing tells the people."""
@@ -588,21 +614,84 @@ class PaymentTransaction(models.Model):
         the salesperson and the customer's emails. Runs once per state change."""
         to_follow = self.filtered(lambda tx: tx.crm_flow and not tx.is_post_processed)
         states = {tx.id: tx.state for tx in to_follow}
+        to_follow._crm_create_payments()
         super()._post_process()
+        paid = self.browse()
         for tx in to_follow:
             state = states[tx.id]
             if state == "done" and tx.operation == "refund":
                 tx._crm_refund_credit_note()
             elif state == "done" and tx.operation != "validation":
-                tx._crm_after_paid()
+                paid |= tx
             elif state == "error" and tx.operation != "refund":
                 tx._crm_after_declined()
+        if paid:
+            paid._crm_after_paid()
+
+    def _crm_create_payments(self):
+        """Create, post and reconcile the payments of several confirmed transactions at once.
+
+        The batch counterpart of account_payment's ``_create_payment()`` (one transaction per
+        call), for the plain case: a confirmed charge of posted invoices without early payment
+        discount. Every other transaction is left to ``_create_payment()``, which the
+        post-processing calls for those still without payment.
+        """
+        txs = self.filtered(
+            lambda tx: tx.state == "done"
+            and tx.operation in ("online_redirect", "online_direct", "online_token", "offline")
+            and not tx.payment_id
+            and tx.amount > 0
+            and not tx.child_transaction_ids
+            and all(
+                invoice.state == "posted" and not invoice.invoice_payment_term_id.early_discount
+                for invoice in tx.invoice_ids
+            )
+        )
+        if len(txs) < 2:
+            return
+        values = []
+        for tx in txs:
+            provider = tx.provider_id
+            method_line = provider.journal_id.inbound_payment_method_line_ids.filtered(
+                lambda line, provider=provider: line.payment_provider_id == provider
+            )
+            receivable = tx.invoice_ids.line_ids.filtered(lambda line: line.display_type == "payment_term")
+            values.append(
+                {
+                    "amount": tx.amount,
+                    "payment_type": "inbound",
+                    "currency_id": tx.currency_id.id,
+                    "partner_id": tx.partner_id.commercial_partner_id.id,
+                    "partner_type": "customer",
+                    "journal_id": provider.journal_id.id,
+                    "company_id": provider.company_id.id,
+                    "payment_method_line_id": method_line[:1].id,
+                    "payment_token_id": tx.token_id.id,
+                    "payment_transaction_id": tx.id,
+                    "memo": f"{tx.reference} - {tx.partner_id.display_name or ''} - {tx.provider_reference or ''}",
+                    "invoice_ids": [(6, 0, tx.invoice_ids.ids)],
+                    **({"destination_account_id": receivable[0].account_id.id} if receivable else {}),
+                }
+            )
+        payments = self.env["account.payment"].create(values)
+        payments.action_post()
+        plan = []
+        for tx, payment in zip(txs, payments):
+            tx.payment_id = payment
+            lines = (payment.move_id.line_ids + tx.invoice_ids.line_ids).filtered(
+                lambda line, account=payment.destination_account_id: line.account_id == account
+                and not line.reconciled
+            )
+            if tx.invoice_ids and lines:
+                plan.append(lines)
+        if plan:
+            self.env["account.move.line"]._reconcile_plan(plan)
 
     def _crm_after_paid(self):
-        self.ensure_one()
-        lead = self.crm_lead_id or self.invoice_ids.crm_lead_id[:1]
-        if lead:
-            lead.sudo()._crm_payment_received(self)
+        for tx in self:
+            lead = tx.crm_lead_id or tx.invoice_ids.crm_lead_id[:1]
+            if lead:
+                lead.sudo()._crm_payment_received(tx)
         self._crm_send_mail("crm_payment_integration.mail_template_crm_payment_received")
 
     def _crm_after_declined(self):
@@ -639,10 +728,9 @@ class PaymentTransaction(models.Model):
     def _crm_send_mail(self, template_xmlid):
         """Send one of the add-on's emails about this transaction to the customer."""
         template = self.env.ref(template_xmlid, raise_if_not_found=False)
-        if not template or not self.partner_id.email:
-            return
-        for tx in self:
-            template.sudo().send_mail(tx.id, email_layout_xmlid="mail.mail_notification_light")
+        txs = self.filtered(lambda tx: tx.partner_id.email)
+        if template and txs:
+            template.sudo().send_mail_batch(txs.ids, email_layout_xmlid="mail.mail_notification_light")
 
     # === FINDING TRANSACTIONS FROM STRIPE OBJECTS === #
 

@@ -84,7 +84,7 @@ class TestLedgerConcurrency(TransactionCase):
             return original(record)
 
         def drain(env):
-            env["crm.payment.event"]._cron_process_events(batch_size=5)
+            env["crm.payment.event"]._crm_drain(batch_size=5)
 
         with patch.object(Event, "_crm_handle_customer_updated", counting_handler):
             self._run_in_workers(2, drain)

@@ -143,6 +143,39 @@ class TestOffSessionPayments(CrmPaymentCommon):
         self.assertEqual(tx.state, "done")
         self.assertTrue(self._crm_reconciled(invoice))
 
+    def test_burst_of_confirmations_reconciled_per_invoice(self):
+        """A batch of payment_intent.succeeded events creates the payments together, each
+        reconciled with its own invoice; the next batch too."""
+        token = self._crm_save_card()
+        Transaction = self.env["payment.transaction"]
+
+        def pending_charge(amount):
+            invoice = self._crm_invoice(amount)
+            tx = Transaction._crm_create(self.partner, amount, invoice.currency_id, "off_session", invoices=invoice, token=token)
+            tx.provider_reference = "pi_burst" + str(tx.id)
+            tx._set_pending()
+            intent = stripe_fixture("payment_intent")
+            intent.update(
+                id=tx.provider_reference, amount=round(amount * 100), amount_received=round(amount * 100),
+                currency="usd", status="succeeded", customer=self.customer_id,
+                metadata={"reference": tx.reference}, last_payment_error=None,
+            )
+            return invoice, stripe_event("payment_intent.succeeded", intent)
+
+        Event = self.env["crm.payment.event"]
+        for amounts in ((10.0, 20.5, 30.25), (7.0,)):
+            charges = [pending_charge(amount) for amount in amounts]
+            for __, event in charges:
+                Event._crm_ingest(self.provider, event, json.dumps(event))
+            Event._crm_process_due()
+            for invoice, __ in charges:
+                tx = invoice.transaction_ids
+                self.assertEqual(tx.state, "done")
+                self.assertTrue(tx.is_post_processed)
+                self.assertEqual(tx.payment_id.amount, invoice.amount_total)
+                self.assertTrue(self._crm_reconciled(invoice))
+                self.assertEqual(invoice.matched_payment_ids, tx.payment_id)
+
     def test_salesman_cannot_charge_or_refund(self):
         invoice = self._crm_invoice(10.0)
         with self.assertRaisesRegex(UserError, "Only billing users"):
