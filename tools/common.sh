@@ -76,8 +76,8 @@ wait_for_http() {  # $1: url, $2: seconds
     return 1
 }
 
-start_localstripe() {  # $1: port; sets LOCALSTRIPE_PID
-    "$PYTHON" "$ROOT/tools/run_localstripe.py" "$1" >"${LOCALSTRIPE_LOG:-/dev/null}" 2>&1 &
+start_localstripe() {  # $1: port, $2: options (--checkout); sets LOCALSTRIPE_PID
+    "$PYTHON" "$ROOT/tools/run_localstripe.py" "$1" ${2:-} >"${LOCALSTRIPE_LOG:-/dev/null}" 2>&1 &
     LOCALSTRIPE_PID=$!
     # Any answer (401 without a key) means it listens.
     for _ in $(seq 1 100); do

@@ -22,7 +22,7 @@ echo "== installing requirements"
     || die "could not install $ROOT/requirements-test.txt"
 
 echo "== starting localstripe on 127.0.0.1:$LOCALSTRIPE_PORT"
-LOCALSTRIPE_LOG="$DATA/localstripe.log" start_localstripe "$LOCALSTRIPE_PORT"
+LOCALSTRIPE_LOG="$DATA/localstripe.log" start_localstripe "$LOCALSTRIPE_PORT" --checkout
 trap 'kill $LOCALSTRIPE_PID 2>/dev/null || true' EXIT
 
 echo "== (re)creating database $DB"
@@ -39,6 +39,7 @@ grep "^demo:" "$DATA/demo-setup.log" || { tail -30 "$DATA/demo-setup.log"; die "
 
 echo
 echo "  Odoo:  http://127.0.0.1:$ODOO_PORT/odoo   login: admin   password: admin"
+echo "  Portal customer (Azure Interior): login: portal   password: portal"
 echo "  Stripe (localstripe): http://127.0.0.1:$LOCALSTRIPE_PORT"
 echo
 "$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" --http-port="$ODOO_PORT" --log-level=info \

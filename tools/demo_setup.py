@@ -1,7 +1,9 @@
 """Fill the demo database; run by tools/demo.sh through `odoo shell` (``env`` is given).
 
 Points the Stripe provider at localstripe, registers the webhook, creates a few customers with
-invoices, syncs them with (local) Stripe and saves a test card for one of them.
+invoices, syncs them with (local) Stripe and saves a test card for one of them, then shows each
+payment path once: a saved card charged (then partly refunded), a payment link sent, an
+opportunity ready for Request Payment, and a portal login for the first customer.
 """
 
 import os
@@ -69,5 +71,44 @@ pm = client.v1.payment_methods.create(
 )
 client.v1.payment_methods.attach(pm.id, params={"customer": partners[0].stripe_customer_id})
 partners[0].action_crm_stripe_sync()
+
+# Payments: a charge of Azure's saved card, partly refunded; a link sent to Lumber Inc.
+invoices = env["account.move"].search(  # noqa: F821
+    [("partner_id", "in", partners.ids), ("move_type", "=", "out_invoice")], order="id"
+)
+azure_invoice = invoices.filtered(lambda m: m.partner_id == partners[0])[:1]
+azure_invoice.action_crm_charge_saved_method()
+refund = env["crm.payment.refund.wizard"].with_context(  # noqa: F821
+    **azure_invoice.action_crm_refund()["context"]
+).create({})
+refund.amount = 850.0
+refund.action_refund()
+env["account.move"].create(  # noqa: F821
+    {
+        "move_type": "out_invoice",
+        "partner_id": partners[0].id,
+        "invoice_line_ids": [(0, 0, {"product_id": product.id, "quantity": 2, "price_unit": 850.0})],
+    }
+).action_post()
+invoices.filtered(lambda m: m.partner_id == partners[2])[:1].action_crm_send_payment_link()
+env["crm.lead"].create(  # noqa: F821
+    {
+        "name": "Furniture for 12 desks",
+        "type": "opportunity",
+        "partner_id": partners[1].id,
+        "expected_revenue": 12000.0,
+        "user_id": admin.id,
+    }
+)
+env["res.users"].with_context(no_reset_password=True).create(  # noqa: F821
+    {
+        "name": "Brandon Freeman (portal)",
+        "login": "portal",
+        "password": "portal",
+        "email": "brandon.portal@example.com",
+        "parent_id": partners[0].id,
+        "groups_id": [(6, 0, [env.ref("base.group_portal").id])],  # noqa: F821
+    }
+)
 env.cr.commit()  # noqa: F821
 print(f"demo: {len(partners)} customers synced with localstripe; webhook -> {provider.crm_webhook_url}")

@@ -5,7 +5,10 @@ localstripe itself listens on every interface and pickles its whole store to
 launcher binds 127.0.0.1 and keeps the store in memory, so each test run, demo and benchmark has
 its own clean Stripe.
 
-Usage: python3 tools/run_localstripe.py PORT
+With ``--checkout`` (the demo), it also answers Stripe Checkout Sessions and shows a stand-in
+hosted payment page (see localstripe_checkout.py).
+
+Usage: python3 tools/run_localstripe.py PORT [--checkout]
 """
 
 import logging
@@ -20,6 +23,10 @@ def main():
     resources.Store.dump_to_disk = lambda self: None
     resources.Store.try_load_from_disk = lambda self: None
     logging.basicConfig(level=logging.WARNING)
+    if "--checkout" in sys.argv[2:]:
+        import localstripe_checkout
+
+        localstripe_checkout.install(server.app)
     web.run_app(server.app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
