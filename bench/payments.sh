@@ -3,11 +3,11 @@
 # webhook to a reconciled invoice, this add-on against Odoo's own Stripe webhook, on one Odoo
 # with 2 workers and one cron thread. Prints both figures, their ratio and the webhook latency.
 #
-#   bench/payments.sh [PAYMENTS=500] [SENDERS=8]
+#   bench/payments.sh [PAYMENTS=500] [SENDERS=4]   (4 senders: two concurrent deliveries per worker)
 set -euo pipefail
 source "$(dirname "$0")/../tools/common.sh"
 PAYMENTS="${1:-500}"
-SENDERS="${2:-8}"
+SENDERS="${2:-4}"
 
 check_odoo
 ensure_role
