@@ -32,16 +32,38 @@ def main():
 
         page.goto(f"{URL}/odoo/action-account.res_partner_action_customer")
         page.wait_for_selector(".o_kanban_record, .o_data_row")
-        page.get_by_text("Deco Addict").first.click()
+        page.get_by_text("Azure Interior").first.click()
         page.get_by_role("tab", name="Stripe").click()
-        page.wait_for_selector("[name=payment_token_ids]")
-        page.screenshot(path=str(OUT / "partner-stripe-tab.png"))
+        page.wait_for_selector("[name=crm_payment_transaction_ids] .o_data_row")
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(OUT / "partner-stripe-tab.png"), full_page=True)
+
+        page.goto(f"{URL}/odoo/action-account.action_move_out_invoice_type")
+        page.get_by_text("Deco Addict").first.click()
+        page.wait_for_selector("button[name=action_crm_send_payment_link]")
+        page.screenshot(path=str(OUT / "invoice-payment-buttons.png"))
+
+        page.goto(f"{URL}/odoo/crm")
+        page.get_by_text("Furniture for 12 desks").first.click()
+        page.click("button[name=action_crm_request_payment]")
+        page.wait_for_selector(".modal div[name=amount]")
+        page.screenshot(path=str(OUT / "opportunity-request-payment.png"))
 
         page.goto(f"{URL}/odoo/action-payment.action_payment_provider")
         page.get_by_text("Stripe").first.click()
         page.get_by_role("tab", name="CRM Payments").click()
         page.wait_for_selector("[name=crm_webhook_url]")
         page.screenshot(path=str(OUT / "provider-crm-payments.png"))
+        # The customer's side: the invoice in the portal, with its Stripe button.
+        portal = browser.new_page(viewport={"width": 1200, "height": 800})
+        portal.goto(f"{URL}/web/login")
+        portal.fill("input[name=login]", "portal")
+        portal.fill("input[name=password]", "portal")
+        portal.click("button[type=submit]")
+        portal.goto(f"{URL}/my/invoices")
+        portal.get_by_text("INV/").last.click()
+        portal.wait_for_selector("a.o_crm_payment_pay_stripe")
+        portal.screenshot(path=str(OUT / "portal-invoice-pay.png"))
         browser.close()
 
 
