@@ -1,4 +1,5 @@
 from odoo import _, api, fields, models
+from odoo.tools import format_amount
 
 
 class CrmLead(models.Model):
@@ -50,7 +51,7 @@ class CrmLead(models.Model):
     def _crm_payment_received(self, tx):
         """A payment of this opportunity succeeded: win it (a setting) and tell its salesperson."""
         self.ensure_one()
-        amount = f"{tx.amount:.{tx.currency_id.decimal_places}f} {tx.currency_id.name}"
+        amount = format_amount(self.env, tx.amount, tx.currency_id)
         won = False
         if self.company_id.crm_payment_lead_won and self.active and not self.stage_id.is_won:
             self.action_set_won()

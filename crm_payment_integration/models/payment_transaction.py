@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import consteq, float_compare, float_is_zero
+from odoo.tools import consteq, float_compare, float_is_zero, format_amount
 from odoo.tools.misc import hmac as hmac_tool
 
 from odoo.addons.payment import utils as payment_utils
@@ -495,7 +495,7 @@ class PaymentTransaction(models.Model):
                 _(
                     "You can refund at most %(amount)s on %(reference)s: that is what was paid "
                     "minus the earlier refunds.",
-                    amount=f"{refundable:.{currency.decimal_places}f} {currency.name}",
+                    amount=format_amount(self.env, refundable, currency),
                     reference=self.reference,
                 )
             )
@@ -601,7 +601,7 @@ class PaymentTransaction(models.Model):
         ).reconcile()
         message = _(
             "Refunded %(amount)s by Stripe (%(refund)s): credit note %(credit_note)s.",
-            amount=f"{amount:.{currency.decimal_places}f} {currency.name}",
+            amount=format_amount(self.env, amount, currency),
             refund=self.provider_reference,
             credit_note=credit_note._get_html_link(),
         )
@@ -699,7 +699,7 @@ class PaymentTransaction(models.Model):
         message = _(
             "Stripe payment %(reference)s of %(amount)s failed: %(reason)s.",
             reference=self.reference,
-            amount=f"{self.amount:.{self.currency_id.decimal_places}f} {self.currency_id.name}",
+            amount=format_amount(self.env, self.amount, self.currency_id),
             reason=self.crm_decline_reason or self.state_message or _("unknown reason"),
         )
         partner = self.partner_id.commercial_partner_id.sudo()
@@ -803,7 +803,7 @@ class PaymentTransaction(models.Model):
     def _crm_notification_for_result(self):
         """Tell the user who charged what happened: paid, declined or waiting for the customer."""
         self.ensure_one()
-        amount = f"{self.amount:.{self.currency_id.decimal_places}f} {self.currency_id.name}"
+        amount = format_amount(self.env, self.amount, self.currency_id)
         if self.state == "done":
             title, kind = _("Payment received"), "success"
             message = _("%(amount)s was charged (%(reference)s).", amount=amount, reference=self.reference)

@@ -240,7 +240,7 @@ class TestRefunds(CrmPaymentCommon):
         refund = self.gateway.retrieve_refund(refund_tx.provider_reference)
         self.assertEqual(refund["amount"], 4000)
         self.assertEqual(tx._crm_refundable_amount(), 60.0)
-        with self.assertRaisesRegex(UserError, "at most 60.00 USD"):
+        with self.assertRaisesRegex(UserError, r"at most \$\s60\.00 on"):
             self._refund(invoice, 70.0)
         self._refund(invoice, 60.0)
         self.assertEqual(tx._crm_refundable_amount(), 0.0)

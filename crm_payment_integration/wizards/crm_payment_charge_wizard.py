@@ -1,5 +1,6 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import format_amount
 
 
 class CrmPaymentChargeWizard(models.TransientModel):
@@ -48,7 +49,7 @@ class CrmPaymentChargeWizard(models.TransientModel):
                                   invoice=invoice.name, currency=invoice.currency_id.name))
             if invoice.currency_id.compare_amounts(self.amount, invoice.amount_residual) > 0:
                 raise UserError(_("%(invoice)s has only %(amount)s left to pay.",
-                                  invoice=invoice.name, amount=invoice.amount_residual))
+                                  invoice=invoice.name, amount=format_amount(self.env, invoice.amount_residual, invoice.currency_id)))
         tx = self.env["payment.transaction"]._crm_create(
             self.partner_id, self.amount, self.currency_id, "off_session",
             invoices=invoice, token=self.token_id, reason=self.reason, lead=invoice.crm_lead_id,

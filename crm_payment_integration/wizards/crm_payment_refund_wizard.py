@@ -1,5 +1,6 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import format_amount
 
 
 class CrmPaymentRefundWizard(models.TransientModel):
@@ -66,6 +67,6 @@ class CrmPaymentRefundWizard(models.TransientModel):
         return self.env["account.move"]._crm_notification(
             title,
             _("%(amount)s refunded on %(reference)s (%(state)s).",
-              amount=f"{self.amount:.{self.currency_id.decimal_places}f} {self.currency_id.name}",
+              amount=format_amount(self.env, self.amount, self.currency_id),
               reference=self.transaction_id.reference, state=refund_tx.state),
         )

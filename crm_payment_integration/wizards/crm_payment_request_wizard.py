@@ -1,5 +1,6 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import format_amount
 
 
 class CrmPaymentRequestWizard(models.TransientModel):
@@ -71,10 +72,9 @@ class CrmPaymentRequestWizard(models.TransientModel):
             if wizard.request_type == "full":
                 wizard.description = wizard.lead_id.name
             else:
+                percent = "%g" % wizard.deposit_percent
                 wizard.description = _(
-                    "Down payment of %(percent)s%% on %(deal)s",
-                    percent=f"{wizard.deposit_percent:g}",
-                    deal=wizard.lead_id.name,
+                    "Down payment of %(percent)s%% on %(deal)s", percent=percent, deal=wizard.lead_id.name
                 )
 
     def action_confirm(self):
@@ -115,7 +115,7 @@ class CrmPaymentRequestWizard(models.TransientModel):
         lead.message_post(
             body=_(
                 "Payment of %(amount)s requested: %(invoice)s.",
-                amount=f"{self.amount:.{self.currency_id.decimal_places}f} {self.currency_id.name}",
+                amount=format_amount(self.env, self.amount, self.currency_id),
                 invoice=invoice._get_html_link(),
             )
         )

@@ -49,7 +49,7 @@ registry.category("web_tour.tours").add("crm_payment_request_tour", {
         },
         {
             content: "The opportunity's chatter records the request",
-            trigger: ".o-mail-Message:contains('Payment of 400.00 USD requested')",
+            trigger: ".o-mail-Message:contains('400.00 requested')",
         },
     ],
 });
