@@ -96,7 +96,7 @@ def _page(session, error=None):
         text=f"""<!doctype html><html><head><title>Pay - localstripe Checkout</title></head>
 <body style="font-family:sans-serif;max-width:32rem;margin:3rem auto">
 <h2>localstripe Checkout (demo)</h2>
-<p>{html.escape(session.get("product") or "")}: <strong>{amount} {currency}</strong> (minor units)</p>
+<p>{html.escape(session.get("product") or "Save a payment method")}: <strong>{amount} {currency}</strong> (minor units)</p>
 {error_html}
 <form method="post" action="/checkout/{session['id']}/pay">
 <label>Test card <select name="number">{options}</select></label><br><br>
@@ -117,7 +117,13 @@ async def hosted_page(request):
 async def pay(request):
     session = _session_or_404(request.match_info["id"])
     form = await request.post()
-    if session["status"] == "open":
+    if session["status"] == "open" and session["mode"] == "setup":
+        pm = resources.PaymentMethod._api_create(
+            type="card", card={"number": form.get("number", "4242424242424242"), "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+        )
+        resources.PaymentMethod._api_attach(pm.id, customer=session["customer"])
+        session.update(status="complete", payment_status="no_payment_required", setup_intent="seti_" + os.urandom(8).hex())
+    elif session["status"] == "open":
         pm = resources.PaymentMethod._api_create(
             type="card", card={"number": form.get("number", "4242424242424242"), "exp_month": "12", "exp_year": "2034", "cvc": "123"}
         )

@@ -75,7 +75,8 @@ class PaymentTransaction(models.Model):
                 )
             )
         provider_sudo._crm_check_stripe()
-        self._crm_check_amount_is_payable(amount, currency)
+        if operation != "validation":
+            self._crm_check_amount_is_payable(amount, currency)
         payment_method = token.payment_method_id if token else self.env["payment.method"].sudo().with_context(active_test=False).search(
             [("code", "=", "card")], limit=1
         )

@@ -132,6 +132,37 @@ class ResPartner(models.Model):
             "context": {"create": False},
         }
 
+    def action_crm_send_setup_link(self):
+        """Email the customer a link to Stripe's hosted page for saving a payment method.
+
+        The page (a Checkout Session in setup mode) is valid for a day; the card saved there
+        appears among the customer's saved methods, ready for **Charge Saved Card**.
+
+        :return: a notification action
+        """
+        self.ensure_one()
+        if not (
+            self.env.user.has_group("sales_team.group_sale_salesman")
+            or self.env.user.has_group("account.group_account_invoice")
+        ):
+            raise UserError(_("Only salespeople and billing users can ask customers for a payment method."))
+        partner = self.commercial_partner_id
+        partner.check_access("read")
+        if not partner.email:
+            raise UserError(_("%(partner)s has no email address: add one first.", partner=partner.display_name))
+        tx = self.env["payment.transaction"]._crm_create(
+            partner, 0.0, self.env.company.currency_id, "checkout", operation="validation"
+        )
+        tx._crm_create_checkout_session()
+        tx._crm_send_mail("crm_payment_integration.mail_template_crm_payment_setup")
+        partner.sudo().message_post(
+            body=_("Link to save a payment method sent to %(email)s.", email=partner.email),
+            author_id=self.env.user.partner_id.id,
+        )
+        return self.env["account.move"]._crm_notification(
+            _("Link sent"), _("%(partner)s received a link to save a payment method.", partner=partner.display_name)
+        )
+
     def action_crm_charge(self):
         """Open the wizard charging a free amount, with a reason, to a saved method."""
         self.ensure_one()

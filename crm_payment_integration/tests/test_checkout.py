@@ -274,6 +274,22 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self._webhook("checkout.session.completed", tx.crm_checkout_session_id)
         self.assertTrue(self._crm_reconciled(invoice))
 
+    def test_setup_link_saves_a_card(self):
+        self.partner.with_user(self.salesman).action_crm_send_setup_link()
+        tx = self.env["payment.transaction"].search([("partner_id", "=", self.partner.id), ("operation", "=", "validation")])
+        session = self.stripe.sessions[tx.crm_checkout_session_id]
+        self.assertEqual((session["mode"], session["currency"], session["customer"]), ("setup", "usd", self.customer_id))
+        mail = self.env["mail.mail"].search([("model", "=", "payment.transaction"), ("res_id", "=", tx.id)])
+        self.assertIn(tx.crm_checkout_url, mail.body_html)
+        # The customer saves a card on the page (localstripe holds it), Stripe says so.
+        self._crm_attach_card(self.customer_id)
+        self.stripe.save_method(tx.crm_checkout_session_id)
+        self._webhook("checkout.session.completed", tx.crm_checkout_session_id)
+        self.assertEqual(tx.state, "done")
+        self.assertFalse(tx.payment_id)
+        self.assertEqual(len(self.partner._crm_tokens()), 1)
+        self.assertIn('data-state="done"', self._return(tx).text)
+
     def test_portal_invoice_page_shows_stripe_button(self):
         invoice = self._crm_invoice(33.0)
         page = self.url_open(invoice.get_portal_url())
