@@ -176,6 +176,19 @@ class TestOffSessionPayments(CrmPaymentCommon):
                 self.assertTrue(self._crm_reconciled(invoice))
                 self.assertEqual(invoice.matched_payment_ids, tx.payment_id)
 
+    def test_payment_canceled_in_stripe(self):
+        self._crm_save_card("4000002500003155")  # waits for 3-D Secure
+        invoice = self._crm_invoice(45.0, invoice_user_id=self.salesman.id)
+        invoice.with_user(self.accountant).action_crm_charge_saved_method()
+        tx = invoice.transaction_ids
+        self.gateway.client.v1.payment_intents.cancel(tx.provider_reference)
+        event = stripe_event("payment_intent.canceled", self.gateway.retrieve_payment_intent(tx.provider_reference))
+        self.assertEqual(self._deliver(event).state, "done")
+        self.assertEqual(tx.state, "cancel")
+        self.assertEqual(invoice.payment_state, "not_paid")
+        # Charging again is possible once the first attempt is over.
+        self.assertFalse(invoice.transaction_ids.filtered(lambda t: t.state in ("draft", "pending")))
+
     def test_salesman_cannot_charge_or_refund(self):
         invoice = self._crm_invoice(10.0)
         with self.assertRaisesRegex(UserError, "Only billing users"):
