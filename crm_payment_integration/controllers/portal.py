@@ -32,6 +32,8 @@ class CrmStripePortal(CustomerPortal):
             return request.redirect(portal_url)
         try:
             tx_sudo = invoice_sudo._crm_payment_link_tx()
+            if invoice_sudo.currency_id.is_zero(invoice_sudo.amount_residual):
+                return request.redirect(portal_url)
         except UserError as error:
             _logger.warning("no hosted page for invoice %s: %s", invoice_id, error)
             return request.render(
@@ -48,7 +50,8 @@ class CrmStripePortal(CustomerPortal):
         if session_id and tx_sudo.crm_checkout_session_id and session_id != tx_sudo.crm_checkout_session_id:
             raise NotFound()
         try:
-            self._crm_refresh(tx_sudo)
+            with request.env.cr.savepoint():
+                self._crm_refresh(tx_sudo)
         except (UserError, StripeGatewayError) as error:
             _logger.warning("could not read %s back from Stripe: %s", tx_sudo.reference, error)
         return self._crm_render_status(tx_sudo)
@@ -57,15 +60,26 @@ class CrmStripePortal(CustomerPortal):
     def crm_stripe_authenticate(self, tx=None, access_token=None, **kwargs):
         """Let the customer authenticate (3-D Secure) a payment their bank held back."""
         tx_sudo = self._crm_get_transaction(tx, access_token)
-        intent = None
         if tx_sudo.provider_reference and tx_sudo.state in ("draft", "pending"):
-            intent = tx_sudo.provider_id._crm_stripe_call("retrieve_payment_intent", tx_sudo.provider_reference)
-            if intent.get("status") in ("requires_action", "requires_confirmation"):
+            provider_sudo = tx_sudo.provider_id
+            intent = provider_sudo._crm_stripe_call("retrieve_payment_intent", tx_sudo.provider_reference)
+            invoices = tx_sudo.invoice_ids
+            if invoices and all(invoice.currency_id.is_zero(invoice.amount_residual) for invoice in invoices):
+                # Paid by other means meanwhile: this payment must not go through too.
+                if intent.get("status") not in ("succeeded", "canceled"):
+                    provider_sudo._crm_stripe_call("cancel_payment_intent", intent["id"])
+                    tx_sudo._set_canceled(_("The invoice was paid by other means."))
+                    return self._crm_render_status(tx_sudo)
+            if intent.get("status") in ("requires_action", "requires_confirmation") or (
+                intent.get("status") == "requires_payment_method"
+                and (intent.get("last_payment_error") or {}).get("code") == "authentication_required"
+            ):
                 return request.render(
                     "crm_payment_integration.crm_payment_authenticate_page",
                     {
                         "tx": tx_sudo,
                         "client_secret": intent["client_secret"],
+                        "payment_method": intent.get("payment_method") if intent.get("status") == "requires_payment_method" else False,
                         "publishable_key": tx_sudo.provider_id.stripe_publishable_key,
                         "return_url": tx_sudo._crm_return_url(),
                     },

@@ -68,6 +68,16 @@ class AccountMove(models.Model):
         self._crm_check_accounting_rights()
         self._crm_check_payable()
         move = self.sudo()
+        # A hosted page still open for this invoice is closed first (or, paid meanwhile,
+        # applied), and a pending charge read again, so the customer cannot pay twice.
+        move.transaction_ids.filtered(lambda tx: tx.crm_flow == "checkout")._crm_expire_checkout_session()
+        for tx in move.transaction_ids.filtered(
+            lambda tx: tx.crm_flow == "off_session" and tx.state == "pending" and tx.provider_reference
+        ):
+            tx._crm_apply_payment_intent(
+                tx.provider_id._crm_stripe_call("retrieve_payment_intent", tx.provider_reference)
+            )
+        self._crm_check_payable()
         in_progress = move.transaction_ids.filtered(
             lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized")
         )
@@ -129,6 +139,9 @@ class AccountMove(models.Model):
                       partner=move.partner_id.display_name)
                 )
             move._crm_payment_link_tx()
+            if move.currency_id.is_zero(move.amount_residual):
+                move.message_post(body=_("Paid on Stripe meanwhile: no link sent."))
+                continue
             template.send_mail(move.id, email_layout_xmlid="mail.mail_notification_light")
             move.message_post(
                 body=_("Stripe payment link sent to %(email)s.", email=move.partner_id.email),
@@ -148,6 +161,8 @@ class AccountMove(models.Model):
             return tx
         if tx:
             tx._crm_expire_checkout_session()
+            if self.currency_id.is_zero(self.amount_residual):
+                return tx  # the closed page had been paid: nothing is left to ask for
         tx = self.env["payment.transaction"]._crm_create(
             self.partner_id, self.amount_residual, self.currency_id, "checkout",
             invoices=self, lead=self.crm_lead_id,

@@ -240,6 +240,9 @@ class CrmPaymentEvent(models.Model):
         cr.execute("SELECT pg_advisory_lock(%s)", [const.EVENT_RUN_LOCK])
         try:
             return self._crm_drain(time_budget=time_budget, batch_size=batch_size)
+        except Exception:
+            cr.rollback()  # an aborted transaction could not release the lock below
+            raise
         finally:
             cr.execute("SELECT pg_advisory_unlock(%s)", [const.EVENT_RUN_LOCK])
 
@@ -474,14 +477,26 @@ class CrmPaymentEvent(models.Model):
             intent = provider_sudo._crm_stripe_call("retrieve_payment_intent", self.object_id)
         Transaction = self.env["payment.transaction"].sudo()
         tx = Transaction._crm_find_from_object(provider_sudo, intent)
+        if tx and not tx.crm_flow:
+            return _("A payment of Odoo's own Stripe flow: left to it.")
         if not tx:
             if intent.get("status") != "succeeded":
                 return _("No transaction for this PaymentIntent.")
             if intent.get("invoice"):
                 return _("Paid through a Stripe invoice; left to Stripe Billing.")
+            if intent.get("description"):
+                # Odoo's own flow names its transaction there; the request creating it may not
+                # have committed yet. Retried, then left to a person.
+                raise UserError(
+                    _("No transaction %(reference)s yet for this payment.", reference=intent["description"])
+                )
             tx = Transaction._crm_create_from_intent(provider_sudo, intent)
             if not tx:
                 return _("No partner is linked to this payment's customer.")
+        if tx.crm_flow == "checkout" and intent.get("status") != "succeeded":
+            # A declined attempt on the hosted page is not final: the customer may try another
+            # method there. The session's own events settle it.
+            return _("Attempt on the hosted page: the Checkout Session decides.")
         return tx._crm_apply_payment_intent(intent)
 
     def _crm_handle_checkout_session(self):
@@ -491,7 +506,7 @@ class CrmPaymentEvent(models.Model):
         tx = self.env["payment.transaction"].sudo()._crm_find_from_object(provider_sudo, session)
         if not tx:
             return _("No transaction for this Checkout Session.")
-        if tx.state in ("done", "cancel", "error") and not tx.crm_needs_review:
+        if tx.state == "done" and not tx.crm_needs_review:
             return _("Already applied (%s).", tx.state)
         return tx._crm_apply_checkout_session(session)
 
@@ -527,6 +542,9 @@ class CrmPaymentEvent(models.Model):
         )
         if not source:
             return _("No transaction for PaymentIntent %s.", intent_id)
+        if not source.crm_flow:
+            return _("A payment of Odoo's own Stripe flow: its refunds are left to it.")
+        source._crm_ensure_post_processed()
         results = []
         for refund in refunds:
             refund_tx = source.child_transaction_ids.filtered(

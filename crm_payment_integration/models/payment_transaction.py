@@ -136,7 +136,7 @@ class PaymentTransaction(models.Model):
 
     def _crm_metadata(self):
         self.ensure_one()
-        metadata = {"reference": self.reference, "odoo_transaction_id": str(self.id)}
+        metadata = {"reference": self.reference}
         if self.invoice_ids:
             metadata["odoo_invoice_ids"] = ",".join(str(i) for i in self.invoice_ids.ids)
         if self.crm_lead_id:
@@ -212,11 +212,14 @@ class PaymentTransaction(models.Model):
                 ],
                 payment_intent_data={"metadata": self._crm_metadata()},
                 saved_payment_method_options={"payment_method_save": "enabled"},
+                # The amount and currency are checked against the invoice's: no conversion.
+                adaptive_pricing={"enabled": False},
             )
         session = self.provider_id._crm_stripe_call(
             "create_checkout_session",
             params,
-            self._crm_idempotency_key("checkout", self._crm_minor_amount()),
+            # Its URLs name this transaction: another transaction needs another session.
+            self._crm_idempotency_key("checkout", self.id, self._crm_minor_amount()),
         )
         expires = session.get("expires_at")
         self.write(
@@ -241,10 +244,21 @@ class PaymentTransaction(models.Model):
         )
 
     def _crm_expire_checkout_session(self):
-        """Close the hosted pages of these transactions so they can no longer be paid."""
+        """Close the hosted pages of these transactions so they can no longer be paid.
+
+        A page the customer paid meanwhile cannot be expired: its payment is applied instead,
+        so it is never lost nor asked for twice.
+        """
         for tx in self.filtered(lambda t: t.crm_checkout_session_id and t.state in ("draft", "pending")):
-            tx.provider_id._crm_stripe_call("expire_checkout_session", tx.crm_checkout_session_id)
-            tx._set_canceled(_("Replaced by a new payment link."))
+            provider_sudo = tx.provider_id
+            expired = provider_sudo._crm_stripe_call("expire_checkout_session", tx.crm_checkout_session_id)
+            if expired is None:  # not open any more: see what happened to it
+                session = provider_sudo._crm_stripe_call("retrieve_checkout_session", tx.crm_checkout_session_id)
+                tx._crm_apply_checkout_session(session)
+                if tx.state in ("draft", "pending") and session.get("status") == "expired":
+                    tx._set_canceled(_("The hosted payment page expired without a payment."))
+            else:
+                tx._set_canceled(_("Replaced by a new payment link."))
 
     def _crm_apply_checkout_session(self, session):
         """Apply a Checkout Session as Stripe has it: the one path for return and webhooks.
@@ -339,6 +353,12 @@ class PaymentTransaction(models.Model):
         except StripeGatewayError as error:
             if error.kind != "card_declined":
                 utils.raise_user_error(error, self.provider_id)
+            if "authentication_required" in (error.code, error.decline_code):
+                # Stripe declines an off-session charge the bank wants authenticated; the
+                # customer can confirm it on session with the same PaymentIntent.
+                if error.payment_intent:
+                    self.provider_reference = error.payment_intent["id"]
+                    return self._crm_request_authentication()
             return self._crm_mark_declined(
                 {"code": error.code, "decline_code": error.decline_code, "message": error.message}
             )
@@ -402,6 +422,8 @@ class PaymentTransaction(models.Model):
             expected=expected,
             currency=self.currency_id.name,
         )
+        if self.crm_needs_review:
+            return False  # already flagged, its activity is waiting
         if self.state == "draft":
             self._set_pending(message)
         self.write({"crm_needs_review": True, "state_message": message})
@@ -416,7 +438,10 @@ class PaymentTransaction(models.Model):
         return False
 
     def _crm_mark_done(self):
-        if not self._set_done():
+        """Confirm: Stripe has the money. A transaction cancelled or failed in Odoo meanwhile
+        (a replaced link, a first card declined) is confirmed all the same: the payment is
+        recorded, as the customer's credit if nothing is left due."""
+        if not self._set_done(extra_allowed_states=("cancel",)):
             return _("Already paid.")
         batch = self.env.context.get("crm_batch")
         if batch is not None:  # a ledger batch: post-processed with the batch
@@ -433,7 +458,9 @@ class PaymentTransaction(models.Model):
         fail, the transactions stay confirmed and not post-processed: each is retried on its
         own, and Odoo's post-processing cron remains the safety net.
         """
-        txs = self.with_context(crm_batch=None)
+        txs = self.with_context(crm_batch=None).filtered(lambda tx: not tx.is_post_processed)
+        if not txs:
+            return
         try:
             with self.env.cr.savepoint():
                 txs._post_process()
@@ -470,10 +497,12 @@ class PaymentTransaction(models.Model):
 
     def _crm_refundable_amount(self):
         self.ensure_one()
+        # A refund that failed after its credit note was booked still counts until a person
+        # has reversed that credit note: refunding again would book a second one.
         refunded = sum(
             -tx.amount
             for tx in self.child_transaction_ids
-            if tx.operation == "refund" and tx.state in ("draft", "pending", "done")
+            if tx.operation == "refund" and (tx.state in ("draft", "pending", "done") or tx.payment_id)
         )
         return self.currency_id.round(self.amount - refunded)
 
@@ -487,6 +516,7 @@ class PaymentTransaction(models.Model):
         self.ensure_one()
         if self.state != "done" or self.operation == "refund" or not self.provider_reference:
             raise UserError(_("Only a paid Stripe payment can be refunded (%s).", self.reference))
+        self._crm_ensure_post_processed()
         currency = self.currency_id
         refundable = self._crm_refundable_amount()
         if float_compare(amount, 0.0, precision_rounding=currency.rounding) <= 0:
@@ -513,6 +543,13 @@ class PaymentTransaction(models.Model):
         refund_tx._crm_apply_refund(refund)
         return refund_tx
 
+    def _crm_ensure_post_processed(self):
+        """Book a confirmed payment before anything refers to it (a refund, above all):
+        account_payment books no payment for a transaction whose refund is already done."""
+        pending = self.filtered(lambda tx: tx.state == "done" and not tx.is_post_processed)
+        if pending:
+            pending.with_context(crm_batch=None)._post_process()
+
     def _crm_apply_refund(self, refund):
         """Set a refund transaction's state from Stripe's Refund."""
         self.ensure_one()
@@ -528,6 +565,8 @@ class PaymentTransaction(models.Model):
             self._set_pending()
             return _("Refund pending.")
         if status in ("failed", "canceled"):
+            if self.state == "done":
+                self._crm_refund_failed_activity(refund)
             self._set_error(
                 _(
                     "Stripe could not refund %(reference)s (%(reason)s). The credit note, if "
@@ -539,6 +578,22 @@ class PaymentTransaction(models.Model):
             )
             return _("Refund failed.")
         return _("Unknown refund status %s.", status)
+
+    def _crm_refund_failed_activity(self, refund):
+        invoices = self.source_transaction_id.invoice_ids.filtered(lambda m: m.move_type == "out_invoice")
+        record = invoices[:1] or self.partner_id.commercial_partner_id
+        record.sudo().activity_schedule(
+            "mail.mail_activity_data_todo",
+            user_id=self.provider_id._crm_alert_user().id,
+            summary=_("Stripe refund failed"),
+            note=_(
+                "Stripe could not refund %(reference)s (%(reason)s) after it was booked: reverse "
+                "its payment %(payment)s and credit note, then pay the customer back another way.",
+                reference=self.reference,
+                reason=refund.get("failure_reason") or refund.get("status"),
+                payment=self.payment_id.display_name or "-",
+            ),
+        )
 
     def _crm_refund_credit_note(self):
         """Create and post the credit note of a done refund and reconcile it with its payment.
@@ -562,6 +617,12 @@ class PaymentTransaction(models.Model):
                 lines.reconcile()
             return
         amount = -self.amount
+        # Several invoices paid at once: each is credited its share of the refund.
+        invoices = source.invoice_ids.filtered(lambda m: m.move_type == "out_invoice" and m.state == "posted")
+        total = sum(invoices.mapped("amount_total"))
+        if len(invoices) > 1 and total:
+            amount = invoice.currency_id.round(amount * invoice.amount_total / total)
+        amount = min(amount, invoice.amount_total)
         credit_note = invoice.with_company(invoice.company_id)._reverse_moves(
             [
                 {
@@ -572,10 +633,13 @@ class PaymentTransaction(models.Model):
         )
         currency = invoice.currency_id
         if currency.compare_amounts(amount, invoice.amount_total) != 0:
+            # Each line keeps its taxes and is scaled as a whole (quantity 1), so that at most
+            # a rounding cent per line is left for the rounding line below.
             ratio = amount / invoice.amount_total
             product_lines = credit_note.invoice_line_ids.filtered(lambda line: line.display_type == "product")
             for line in product_lines:
-                line.price_unit = currency.round(line.price_unit * ratio)
+                line_amount = line.price_unit * line.quantity * (1 - (line.discount or 0.0) / 100)
+                line.write({"quantity": 1, "discount": 0.0, "price_unit": currency.round(line_amount * ratio)})
             difference = currency.round(amount - credit_note.amount_total)
             if not float_is_zero(difference, precision_rounding=currency.rounding):
                 credit_note.write(
@@ -738,7 +802,8 @@ class PaymentTransaction(models.Model):
     @api.model
     def _crm_find_from_object(self, provider_sudo, stripe_object):
         """Return the transaction a Stripe object (intent, session) was made for, if any."""
-        reference = (stripe_object.get("metadata") or {}).get("reference")
+        # This add-on puts the reference in the metadata; Odoo's own flow in the description.
+        reference = (stripe_object.get("metadata") or {}).get("reference") or stripe_object.get("description")
         domain = [("provider_id", "=", provider_sudo.id)]
         if reference:
             tx = self.sudo().search(domain + [("reference", "=", reference)], limit=1)
@@ -835,5 +900,6 @@ class PaymentTransaction(models.Model):
             and tx.state == "done"
             and tx.operation != "refund"
             and tx.provider_reference
+            and (tx.payment_id or not tx.is_post_processed)
             and not tx.currency_id.is_zero(tx._crm_refundable_amount())
         )

@@ -46,6 +46,7 @@ class StripeGatewayError(Exception):
         request_id=None,
         param=None,
         operation=None,
+        payment_intent=None,
     ):
         super().__init__(message)
         self.kind = kind
@@ -56,6 +57,8 @@ class StripeGatewayError(Exception):
         self.request_id = request_id
         self.param = param
         self.operation = operation
+        # The PaymentIntent a declined confirmation left behind (Stripe puts it in the error).
+        self.payment_intent = payment_intent
 
     @property
     def retryable(self):
@@ -81,9 +84,11 @@ def classify_stripe_error(error, operation=None):
     code = getattr(error, "code", None)
     param = getattr(error, "param", None)
     decline_code = None
+    payment_intent = None
     error_obj = getattr(error, "error", None)
     if error_obj is not None:
         decline_code = getattr(error_obj, "decline_code", None)
+        payment_intent = to_plain(getattr(error_obj, "payment_intent", None))
     if isinstance(error, stripe.CardError):
         kind = "card_declined"
         decline_code = decline_code or getattr(error, "decline_code", None) or code
@@ -115,6 +120,7 @@ def classify_stripe_error(error, operation=None):
         request_id=getattr(error, "request_id", None),
         param=param,
         operation=operation,
+        payment_intent=payment_intent,
     )
 
 
@@ -324,6 +330,11 @@ class StripeGateway:
             "payment_intent.retrieve",
             self.client.v1.payment_intents.retrieve,
             payment_intent_id,
+        )
+
+    def cancel_payment_intent(self, payment_intent_id):
+        return self._call(
+            "payment_intent.cancel", self.client.v1.payment_intents.cancel, payment_intent_id
         )
 
     def create_checkout_session(self, params, idempotency_key):

@@ -220,6 +220,9 @@ class FakeCheckout(StripeHttpMock):
 
     def request(self, method, url, headers, post_data=None):
         path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+        intent_id = path.rsplit("/", 1)[-1]
+        if method == "get" and path.startswith("/v1/payment_intents/") and intent_id in self.intents:
+            return json.dumps(self.intents[intent_id]), 200, {"Request-Id": "req_test"}
         if not path.startswith("/v1/checkout/sessions"):
             return super().request(method, url, headers, post_data)
         self.requests.append(

@@ -274,6 +274,41 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self._webhook("checkout.session.completed", tx.crm_checkout_session_id)
         self.assertTrue(self._crm_reconciled(invoice))
 
+    def test_page_paid_before_its_link_is_replaced_is_not_lost(self):
+        invoice = self._crm_invoice(150.0)
+        tx = self._send_link(invoice)
+        self.stripe.pay(tx.crm_checkout_session_id)  # paid; the webhook is not there yet
+        self.env["account.payment.register"].with_context(active_model="account.move", active_ids=invoice.ids).create(
+            {"amount": 50.0}
+        )._create_payments()
+        self._send_link(invoice)  # the amount due changed: the page would be replaced
+        self.assertEqual(tx.state, "done")
+        self.assertEqual(tx.payment_id.amount, 150.0)
+        self.assertTrue(self._crm_reconciled(invoice))
+        self.assertEqual(invoice.crm_payment_tx_id, tx)  # no new page for nothing
+        credit = tx.payment_id.move_id.line_ids.filtered(lambda l: l.account_id.account_type == "asset_receivable")
+        self.assertEqual(credit.amount_residual, -50.0)  # the overpayment is the customer's credit
+        self.assertEqual(len(self._session_requests()), 1)
+
+    def test_declined_attempt_on_the_page_then_paid(self):
+        invoice = self._crm_invoice(80.0)
+        tx = self._send_link(invoice)
+        session = self.stripe.sessions[tx.crm_checkout_session_id]
+        failed = self.stripe._intent(
+            session, "requires_payment_method",
+            error={"code": "card_declined", "decline_code": "insufficient_funds", "message": "Declined."},
+        )
+        event = stripe_event("payment_intent.payment_failed", failed)
+        Event = self.env["crm.payment.event"]
+        Event._crm_ingest(self.provider, event, json.dumps(event))
+        Event._crm_process_due()
+        self.assertIn("hosted page", Event.search([("stripe_event_id", "=", event["id"])]).result)
+        self.assertEqual(tx.state, "draft")
+        self.stripe.pay(tx.crm_checkout_session_id)  # second card
+        self._webhook("checkout.session.completed", tx.crm_checkout_session_id)
+        self.assertEqual(tx.state, "done")
+        self.assertTrue(self._crm_reconciled(invoice))
+
     def test_setup_link_saves_a_card(self):
         self.partner.with_user(self.salesman).action_crm_send_setup_link()
         tx = self.env["payment.transaction"].search([("partner_id", "=", self.partner.id), ("operation", "=", "validation")])

@@ -189,6 +189,44 @@ class TestOffSessionPayments(CrmPaymentCommon):
         # Charging again is possible once the first attempt is over.
         self.assertFalse(invoice.transaction_ids.filtered(lambda t: t.state in ("draft", "pending")))
 
+    def test_off_session_authentication_required_by_stripe(self):
+        """Stripe declines an off-session charge the bank wants authenticated (a card error
+        carrying the PaymentIntent); the customer gets the authentication link."""
+        token = self._crm_save_card()
+        invoice = self._crm_invoice(64.0)
+        intent = stripe_fixture("payment_intent")
+        intent.update(id="pi_auth", status="requires_payment_method", client_secret="pi_auth_secret",
+                      last_payment_error={"code": "authentication_required", "decline_code": "authentication_required"})
+        error = {"error": {"type": "card_error", "code": "authentication_required", "decline_code": "authentication_required",
+                           "message": "This payment requires authentication.", "payment_intent": intent}}
+        http = StripeHttpMock({("post", "/v1/payment_intents"): (402, error)}, passthrough=True)
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+            action = invoice.with_user(self.accountant).action_crm_charge_saved_method()
+        self.assertEqual(action["params"]["type"], "warning")
+        tx = invoice.transaction_ids
+        self.assertEqual((tx.state, tx.provider_reference, tx.token_id), ("pending", "pi_auth", token))
+        self.assertTrue(tx.crm_action_requested)
+        self.assertFalse(tx.crm_decline_code)
+
+    def test_odoo_own_stripe_payments_left_to_odoo(self):
+        invoice = self._crm_invoice(20.0)
+        card = self.env["payment.method"].with_context(active_test=False).search([("code", "=", "card")], limit=1)
+        own = self.env["payment.transaction"].create({
+            "provider_id": self.provider.id, "payment_method_id": card.id, "partner_id": self.partner.id,
+            "amount": 20.0, "currency_id": invoice.currency_id.id, "reference": "ODOO-OWN-1",
+            "invoice_ids": [(6, 0, invoice.ids)], "state": "pending",
+        })
+        intent = stripe_fixture("payment_intent")
+        intent.update(id="pi_own", status="succeeded", amount=2000, amount_received=2000, currency="usd",
+                      customer=self.customer_id, description="ODOO-OWN-1", metadata={}, invoice=None)
+        self.assertIn("Odoo's own", self._deliver(stripe_event("payment_intent.succeeded", intent)).result)
+        self.assertEqual(own.state, "pending")
+        # An Odoo payment whose transaction is not committed yet: retried, never duplicated.
+        intent.update(id="pi_own2", description="ODOO-OWN-2")
+        event = self._deliver(stripe_event("payment_intent.succeeded", intent))
+        self.assertEqual((event.state, event.attempts), ("pending", 1))
+        self.assertFalse(self.env["payment.transaction"].search([("provider_reference", "=", "pi_own2")]))
+
     def test_salesman_cannot_charge_or_refund(self):
         invoice = self._crm_invoice(10.0)
         with self.assertRaisesRegex(UserError, "Only billing users"):
@@ -273,6 +311,17 @@ class TestRefunds(CrmPaymentCommon):
         credit_note = invoice.transaction_ids.child_transaction_ids.invoice_ids
         self.assertEqual(credit_note.amount_total, 10.01)
         self.assertEqual(credit_note.payment_state, "paid")
+
+    def test_failed_refund_keeps_its_amount_and_alerts(self):
+        invoice, tx = self._paid_invoice(100.0)
+        self._refund(invoice, 30.0)
+        refund_tx = tx.child_transaction_ids
+        refund = self.gateway.retrieve_refund(refund_tx.provider_reference)
+        refund.update(status="failed", failure_reason="expired_or_canceled_card")
+        refund_tx._crm_apply_refund(refund)
+        self.assertEqual(refund_tx.state, "error")
+        self.assertIn("refund failed", invoice.activity_ids.summary)
+        self.assertEqual(tx._crm_refundable_amount(), 70.0)  # not 100: the credit note stands
 
     def test_refund_made_in_stripe_arrives_by_webhook(self):
         invoice, tx = self._paid_invoice(90.0)

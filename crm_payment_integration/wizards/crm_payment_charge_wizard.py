@@ -41,8 +41,13 @@ class CrmPaymentChargeWizard(models.TransientModel):
         self.env["account.move"]._crm_check_accounting_rights()
         if self.token_id not in self.partner_id._crm_tokens():
             raise UserError(_("This payment method does not belong to %s.", self.partner_id.display_name))
+        self.partner_id.check_access("read")
         invoice = self.invoice_id.sudo()
         if invoice:
+            self.invoice_id.check_access("read")
+            if invoice.commercial_partner_id != self.partner_id.commercial_partner_id:
+                raise UserError(_("%(invoice)s is not an invoice of %(partner)s.",
+                                  invoice=invoice.name, partner=self.partner_id.display_name))
             invoice._crm_check_payable()
             if invoice.currency_id != self.currency_id:
                 raise UserError(_("Charge %(invoice)s in its currency, %(currency)s.",

@@ -89,6 +89,7 @@ class CrmPaymentRequestWizard(models.TransientModel):
         self.ensure_one()
         lead = self.lead_id
         lead.check_access("write")
+        self.partner_id.check_access("read")
         if not self.partner_id:
             raise UserError(_("Set the customer of the opportunity first."))
         if self.currency_id.compare_amounts(self.amount, 0.0) <= 0:
