@@ -1,5 +1,9 @@
+import logging
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+
+_logger = logging.getLogger(__name__)
 
 
 class AccountMove(models.Model):
@@ -85,7 +89,8 @@ class AccountMove(models.Model):
             raise UserError(
                 _(
                     "A charge of this invoice is already in progress (%(reference)s): wait for "
-                    "it to finish.",
+                    "the customer to authenticate it, or cancel it from the transaction (Cancel "
+                    "Charge).",
                     reference=in_progress[0].reference,
                 )
             )
@@ -112,6 +117,19 @@ class AccountMove(models.Model):
         return self.env["crm.payment.refund.wizard"]._crm_open_for(invoice=self)
 
     # === BUSINESS METHODS === #
+
+    def _invoice_paid_hook(self):
+        """Close the Stripe page of an invoice paid by other means, so it is not paid twice."""
+        res = super()._invoice_paid_hook()
+        for move in self.sudo().filtered(
+            lambda m: m.crm_payment_tx_id.state == "draft" and m.crm_payment_tx_id.crm_checkout_session_id
+        ):
+            try:
+                with self.env.cr.savepoint():
+                    move.crm_payment_tx_id._crm_expire_checkout_session()
+            except UserError as error:  # Stripe unreachable: the page expires by itself
+                _logger.warning("could not close the Stripe page of %s: %s", move.name, error)
+        return res
 
     def _crm_check_accounting_rights(self):
         if not self.env.user.has_group("account.group_account_invoice"):

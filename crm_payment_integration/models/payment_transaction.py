@@ -714,6 +714,13 @@ class PaymentTransaction(models.Model):
         )
         if len(txs) < 2:
             return
+        for company in txs.company_id:
+            txs.filtered(lambda tx, company=company: tx.company_id == company).with_company(
+                company
+            )._crm_create_payments_of_company()
+
+    def _crm_create_payments_of_company(self):
+        txs = self
         values = []
         for tx in txs:
             provider = tx.provider_id
@@ -861,6 +868,16 @@ class PaymentTransaction(models.Model):
         return self.sudo().create(values)
 
     # === ACTIONS === #
+
+    def action_crm_cancel_charge(self):
+        """Cancel a charge still waiting for the customer (3-D Secure), in Stripe and here."""
+        self.env["account.move"]._crm_check_accounting_rights()
+        for tx in self.sudo().filtered(lambda t: t.crm_flow == "off_session" and t.state == "pending"):
+            intent = tx.provider_id._crm_stripe_call("retrieve_payment_intent", tx.provider_reference)
+            if intent.get("status") not in ("succeeded", "canceled", "processing"):
+                intent = tx.provider_id._crm_stripe_call("cancel_payment_intent", intent["id"])
+            tx._crm_apply_payment_intent(intent)
+        return True
 
     def action_crm_open_refund_wizard(self):
         self.ensure_one()

@@ -309,6 +309,20 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self.assertEqual(tx.state, "done")
         self.assertTrue(self._crm_reconciled(invoice))
 
+    def test_page_closed_when_invoice_paid_by_other_means(self):
+        invoice = self._crm_invoice(60.0)
+        tx = self._send_link(invoice)
+        self.env["account.payment.register"].with_context(active_model="account.move", active_ids=invoice.ids).create(
+            {}
+        )._create_payments()
+        self.assertEqual(self.stripe.sessions[tx.crm_checkout_session_id]["status"], "expired")
+        self.assertEqual(tx.state, "cancel")
+        # The lasting link now leads to the paid invoice.
+        response = self.url_open(
+            f"/crm_payment/stripe/pay/{invoice.id}?access_token={invoice.access_token}", allow_redirects=False
+        )
+        self.assertNotIn("checkout.stripe.com", response.headers.get("Location", ""))
+
     def test_setup_link_saves_a_card(self):
         self.partner.with_user(self.salesman).action_crm_send_setup_link()
         tx = self.env["payment.transaction"].search([("partner_id", "=", self.partner.id), ("operation", "=", "validation")])

@@ -118,6 +118,13 @@ class TestOffSessionPayments(CrmPaymentCommon):
         invoice.with_user(self.accountant).action_crm_charge_saved_method()
         with self.assertRaisesRegex(UserError, "already in progress"):
             invoice.with_user(self.accountant).action_crm_charge_saved_method()
+        # Cancelled, it no longer blocks: the next charge asks again.
+        first = invoice.transaction_ids
+        first.with_user(self.accountant).action_crm_cancel_charge()
+        self.assertEqual(first.state, "cancel")
+        self.assertEqual(self.gateway.retrieve_payment_intent(first.provider_reference)["status"], "canceled")
+        invoice.with_user(self.accountant).action_crm_charge_saved_method()
+        self.assertEqual(len(invoice.transaction_ids), 2)
 
     def test_authentication_required_then_completed(self):
         self._crm_save_card("4000002500003155")
