@@ -12,6 +12,7 @@
     "data": [
         "security/crm_payment_security.xml",
         "security/ir.model.access.csv",
+        "data/ir_sequence_data.xml",
         "data/ir_cron_data.xml",
         "data/mail_template_data.xml",
         "views/payment_provider_views.xml",
@@ -25,6 +26,7 @@
         "views/crm_payment_wizard_views.xml",
         "views/res_config_settings_views.xml",
         "views/crm_payment_portal_templates.xml",
+        "views/crm_subscription_views.xml",
         "views/crm_payment_menus.xml",
     ],
     "assets": {

@@ -8,3 +8,4 @@ from . import account_move
 from . import crm_lead
 from . import res_company
 from . import res_config_settings
+from . import crm_subscription

@@ -26,9 +26,25 @@ class AccountMove(models.Model):
     crm_lead_id = fields.Many2one(
         "crm.lead", string="Opportunity", index="btree_not_null", copy=False, tracking=True
     )
+    crm_subscription_id = fields.Many2one(
+        "crm.subscription", string="Subscription", index="btree_not_null", copy=False, readonly=True
+    )
+    crm_period_start = fields.Date(string="Service Period Start", copy=False, readonly=True)
+    crm_period_end = fields.Date(string="Service Period End", copy=False, readonly=True)
     crm_stripe_paid_amount = fields.Monetary(
         string="Paid with Stripe", compute="_compute_crm_stripe_paid_amount"
     )
+
+    def init(self):
+        super().init()
+        # One invoice per subscription and period, whatever happens to the billing run.
+        self.env.cr.execute(
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS account_move_crm_subscription_period_uniq
+                ON account_move (crm_subscription_id, crm_period_start)
+             WHERE crm_subscription_id IS NOT NULL
+            """
+        )
 
     @api.depends("transaction_ids.state", "transaction_ids.amount")
     def _compute_crm_stripe_paid_amount(self):

@@ -7,3 +7,4 @@ from . import test_concurrency
 from . import test_payments
 from . import test_checkout
 from . import test_tours
+from . import test_subscriptions

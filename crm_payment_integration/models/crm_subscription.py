@@ -1,0 +1,303 @@
+import logging
+import threading
+import time
+
+from dateutil.relativedelta import relativedelta
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+_logger = logging.getLogger(__name__)
+
+INTERVALS = {
+    "day": lambda n: relativedelta(days=n),
+    "week": lambda n: relativedelta(weeks=n),
+    "month": lambda n: relativedelta(months=n),
+    "year": lambda n: relativedelta(years=n),
+}
+# Months per interval unit, to normalise recurring revenue per month.
+MONTHS_PER_UNIT = {"day": 12 / 365.0, "week": 12 / 52.0, "month": 1.0, "year": 12.0}
+
+
+class CrmSubscription(models.Model):
+    """A recurring sale billed by Odoo every period and charged to a saved payment method."""
+
+    _name = "crm.subscription"
+    _description = "Subscription"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "id desc"
+    _check_company_auto = True
+
+    name = fields.Char(string="Reference", required=True, readonly=True, copy=False, default=lambda self: _("New"))
+    partner_id = fields.Many2one(
+        "res.partner", string="Customer", required=True, tracking=True, index=True, check_company=True
+    )
+    company_id = fields.Many2one("res.company", required=True, default=lambda self: self.env.company, index=True)
+    currency_id = fields.Many2one(
+        "res.currency", required=True, default=lambda self: self.env.company.currency_id, tracking=True
+    )
+    user_id = fields.Many2one("res.users", string="Salesperson", default=lambda self: self.env.user, tracking=True)
+    lead_id = fields.Many2one("crm.lead", string="Opportunity", index="btree_not_null", check_company=True)
+    line_ids = fields.One2many("crm.subscription.line", "subscription_id", string="Lines", copy=True)
+    interval_number = fields.Integer(string="Every", required=True, default=1)
+    interval_unit = fields.Selection(
+        [("day", "Days"), ("week", "Weeks"), ("month", "Months"), ("year", "Years")],
+        required=True,
+        default="month",
+    )
+    start_date = fields.Date(required=True, default=fields.Date.context_today, tracking=True)
+    trial_end_date = fields.Date(string="Trial End", tracking=True)
+    next_invoice_date = fields.Date(tracking=True, index=True, copy=False)
+    end_date = fields.Date(tracking=True, help="The subscription expires after the period ending on this date.")
+    payment_token_id = fields.Many2one(
+        "payment.token",
+        string="Payment Method",
+        domain="[('partner_id', 'child_of', partner_id), ('provider_id.code', '=', 'stripe')]",
+        tracking=True,
+    )
+    state = fields.Selection(
+        [
+            ("draft", "Draft"),
+            ("trial", "Trial"),
+            ("active", "Active"),
+            ("past_due", "Past Due"),
+            ("paused", "Paused"),
+            ("cancelled", "Cancelled"),
+            ("expired", "Expired"),
+        ],
+        default="draft",
+        required=True,
+        tracking=True,
+        index=True,
+        copy=False,
+    )
+    amount_untaxed = fields.Monetary(compute="_compute_amounts", store=True)
+    mrr = fields.Monetary(
+        string="MRR",
+        compute="_compute_mrr",
+        store=True,
+        currency_field="company_currency_id",
+        help="Recurring revenue per month in the company currency; zero unless active or past due.",
+    )
+    company_currency_id = fields.Many2one(related="company_id.currency_id", string="Company Currency")
+    invoice_ids = fields.One2many("account.move", "crm_subscription_id", string="Invoices")
+    invoice_count = fields.Integer(compute="_compute_invoice_count")
+
+    _sql_constraints = [
+        ("interval_positive", "CHECK(interval_number > 0)", "The billing interval must be positive."),
+    ]
+
+    @api.depends("line_ids.price_subtotal")
+    def _compute_amounts(self):
+        for subscription in self:
+            subscription.amount_untaxed = sum(subscription.line_ids.mapped("price_subtotal"))
+
+    @api.depends("amount_untaxed", "state", "interval_number", "interval_unit", "currency_id", "company_id")
+    def _compute_mrr(self):
+        for subscription in self:
+            if subscription.state not in ("active", "past_due") or not subscription.interval_number:
+                subscription.mrr = 0.0
+                continue
+            months = MONTHS_PER_UNIT[subscription.interval_unit] * subscription.interval_number
+            monthly = subscription.amount_untaxed / months
+            company = subscription.company_id or self.env.company
+            subscription.mrr = subscription.currency_id._convert(
+                monthly, company.currency_id, company, fields.Date.context_today(subscription)
+            )
+
+    def _compute_invoice_count(self):
+        counts = dict(
+            self.env["account.move"]._read_group(
+                [("crm_subscription_id", "in", self.ids)], ["crm_subscription_id"], ["__count"]
+            )
+        )
+        for subscription in self:
+            subscription.invoice_count = counts.get(subscription, 0)
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if vals.get("name", _("New")) == _("New"):
+                vals["name"] = self.env["ir.sequence"].next_by_code("crm.subscription") or _("New")
+        return super().create(vals_list)
+
+    def action_view_invoices(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Invoices of %s", self.name),
+            "res_model": "account.move",
+            "view_mode": "list,form",
+            "domain": [("crm_subscription_id", "=", self.id)],
+            "context": {"create": False, "default_move_type": "out_invoice"},
+        }
+
+    # === STATES === #
+
+    def action_start(self):
+        """Draft → trial (until the trial end) or active; billing starts at the first period."""
+        for subscription in self:
+            if subscription.state != "draft":
+                raise UserError(_("Only a draft subscription can be started."))
+            if not subscription.line_ids:
+                raise UserError(_("Add what the customer subscribes to before starting %s.", subscription.name))
+            today = fields.Date.context_today(subscription)
+            in_trial = subscription.trial_end_date and subscription.trial_end_date > today
+            subscription.write(
+                {
+                    "state": "trial" if in_trial else "active",
+                    "next_invoice_date": subscription.trial_end_date if in_trial else subscription.start_date,
+                }
+            )
+            subscription.message_post(
+                body=_("Trial until %s.", subscription.trial_end_date) if in_trial else _("Subscription started.")
+            )
+
+    def action_cancel(self, reason=None):
+        for subscription in self.filtered(lambda s: s.state not in ("cancelled", "expired")):
+            subscription.write({"state": "cancelled", "next_invoice_date": False})
+            subscription.message_post(body=_("Cancelled: %s", reason) if reason else _("Cancelled."))
+
+    # === BILLING === #
+
+    def _period_delta(self):
+        self.ensure_one()
+        return INTERVALS[self.interval_unit](self.interval_number)
+
+    @api.model
+    def _cron_bill(self, now=None, batch_size=50, time_budget=50):
+        """Invoice and charge every subscription due at ``now``, in committed batches.
+
+        One invoice per subscription and period whatever happens: the period's start is a
+        unique key of the invoice. One charge per invoice: the charge's idempotency key comes
+        from the invoice. A crash loses at most the batch in progress; the next run resumes.
+
+        :param date now: the billing date (a parameter for tests walking through time)
+        :return: how many periods were billed
+        """
+        today = fields.Date.to_date(now) if now else fields.Date.context_today(self)
+        auto_commit = not getattr(threading.current_thread(), "testing", False)
+        started = time.monotonic()
+        billed = 0
+        skipped = []
+        while time.monotonic() - started < time_budget:
+            due = self.search(
+                [
+                    ("state", "in", ("trial", "active")),
+                    ("next_invoice_date", "<=", today),
+                    ("id", "not in", skipped),
+                ],
+                limit=batch_size,
+                order="next_invoice_date, id",
+            )
+            if not due:
+                break
+            for subscription in due:
+                try:
+                    with self.env.cr.savepoint():
+                        subscription._bill_period(today)
+                except UserError as error:
+                    # One subscription must not stop the run: it is retried at the next one.
+                    skipped.append(subscription.id)
+                    _logger.warning("billing %s failed: %s", subscription.name, error)
+                    subscription.message_post(body=_("Billing failed, retried at the next run: %s", error))
+                else:
+                    billed += 1
+            if auto_commit:
+                self.env.cr.commit()  # pylint: disable=invalid-commit
+        return billed
+
+    def _bill_period(self, today):
+        """Invoice the period starting at the next invoice date, post it and charge it."""
+        self.ensure_one()
+        period_start = self.next_invoice_date
+        if self.end_date and period_start > self.end_date:
+            self.write({"state": "expired", "next_invoice_date": False})
+            self.message_post(body=_("Expired at the end of its last period."))
+            return
+        period_end = period_start + self._period_delta() - relativedelta(days=1)
+        invoice = self.env["account.move"].search(
+            [("crm_subscription_id", "=", self.id), ("crm_period_start", "=", period_start)], limit=1
+        ) or self._create_period_invoice(period_start, period_end)
+        if invoice.state == "draft":
+            invoice.action_post()
+        values = {"next_invoice_date": period_start + self._period_delta()}
+        if self.state == "trial":
+            values["state"] = "active"
+        self.write(values)
+        self._charge_invoice(invoice)
+
+    def _create_period_invoice(self, period_start, period_end):
+        period = _("%(start)s to %(end)s", start=period_start, end=period_end)
+        return self.env["account.move"].with_company(self.company_id).create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": self.partner_id.id,
+                "currency_id": self.currency_id.id,
+                "invoice_date": period_start,
+                "invoice_user_id": self.user_id.id,
+                "invoice_origin": self.name,
+                "crm_subscription_id": self.id,
+                "crm_period_start": period_start,
+                "crm_period_end": period_end,
+                "crm_lead_id": self.lead_id.id,
+                "invoice_line_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "product_id": line.product_id.id,
+                            "name": f"{line.name or line.product_id.display_name} ({period})",
+                            "quantity": line.quantity,
+                            "price_unit": line.price_unit,
+                            "discount": line.discount,
+                            "tax_ids": [(6, 0, line.tax_ids.ids)],
+                        },
+                    )
+                    for line in self.line_ids
+                ],
+            }
+        )
+
+    def _charge_invoice(self, invoice):
+        """Charge the saved method off-session, or send the payment link without one."""
+        self.ensure_one()
+        if invoice.currency_id.is_zero(invoice.amount_residual):
+            return
+        token = self.payment_token_id if self.payment_token_id.active else self.env["payment.token"]
+        if not token:
+            invoice._crm_send_payment_link(self.user_id or self.env.user)
+            return
+        already = invoice.transaction_ids.filtered(
+            lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized", "done")
+        )
+        if already:
+            return
+        tx = self.env["payment.transaction"]._crm_create(
+            invoice.partner_id, invoice.amount_residual, invoice.currency_id, "off_session",
+            invoices=invoice, token=token, lead=self.lead_id,
+        )
+        tx._crm_charge_off_session()
+
+
+class CrmSubscriptionLine(models.Model):
+    _name = "crm.subscription.line"
+    _description = "Subscription Line"
+
+    subscription_id = fields.Many2one("crm.subscription", required=True, ondelete="cascade", index=True)
+    company_id = fields.Many2one(related="subscription_id.company_id", store=True)
+    currency_id = fields.Many2one(related="subscription_id.currency_id")
+    product_id = fields.Many2one("product.product", required=True, check_company=True)
+    name = fields.Char(string="Description")
+    quantity = fields.Float(default=1.0, digits="Product Unit of Measure")
+    price_unit = fields.Float(string="Unit Price", digits="Product Price")
+    discount = fields.Float(string="Discount (%)", digits="Discount")
+    tax_ids = fields.Many2many("account.tax", string="Taxes", domain=[("type_tax_use", "=", "sale")])
+    price_subtotal = fields.Monetary(compute="_compute_price_subtotal", store=True)
+
+    @api.depends("quantity", "price_unit", "discount")
+    def _compute_price_subtotal(self):
+        for line in self:
+            line.price_subtotal = line.currency_id.round(
+                line.quantity * line.price_unit * (1 - (line.discount or 0.0) / 100)
+            ) if line.currency_id else 0.0

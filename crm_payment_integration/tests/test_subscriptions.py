@@ -1,0 +1,146 @@
+from datetime import date
+from unittest.mock import patch
+
+import psycopg2
+from dateutil.relativedelta import relativedelta
+
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from .common import CrmPaymentCommon, FakeCheckout
+from .test_payments import IdempotentLocalstripe
+
+
+@tagged("post_install", "-at_install")
+class TestSubscriptionBilling(CrmPaymentCommon):
+    """The billing run: one invoice per subscription and period, one charge per invoice,
+    whatever the run goes through. Time is a parameter: a year is walked in seconds."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.product = cls.env["product.product"].create({"name": "Support plan", "type": "service", "list_price": 100.0})
+
+    def _subscription(self, token=None, **values):
+        return self.env["crm.subscription"].create(
+            {
+                "partner_id": self.partner.id,
+                "start_date": date(2027, 1, 15),
+                "payment_token_id": token.id if token else False,
+                "line_ids": [(0, 0, {"product_id": self.product.id, "quantity": 2, "price_unit": 50.0})],
+                **values,
+            }
+        )
+
+    def _bill(self, day):
+        return self.env["crm.subscription"]._cron_bill(now=day)
+
+    def test_a_year_of_monthly_billing(self):
+        token = self._crm_save_card()
+        subscription = self._subscription(token)
+        subscription.action_start()
+        self.assertEqual((subscription.state, subscription.next_invoice_date), ("active", date(2027, 1, 15)))
+        self.assertEqual(subscription.mrr, 100.0)
+        for month in range(12):
+            day = date(2027, 1, 15) + relativedelta(months=month)
+            self.assertEqual(self._bill(day), 1)
+            self.assertEqual(self._bill(day), 0)  # the same run again does nothing
+        invoices = subscription.invoice_ids.sorted("crm_period_start")
+        self.assertEqual(len(invoices), 12)
+        self.assertEqual(invoices[0].crm_period_start, date(2027, 1, 15))
+        self.assertEqual(invoices[0].crm_period_end, date(2027, 2, 14))
+        self.assertEqual(invoices[-1].crm_period_start, date(2027, 12, 15))
+        self.assertIn("2027-12-15", invoices[-1].invoice_line_ids.name)
+        self.assertTrue(all(self._crm_reconciled(invoice) for invoice in invoices))
+        charges = invoices.transaction_ids
+        self.assertEqual(len(charges), 12)
+        self.assertEqual(set(charges.mapped("state")), {"done"})
+        self.assertEqual(len(set(charges.mapped("provider_reference"))), 12)
+        self.assertEqual(subscription.next_invoice_date, date(2028, 1, 15))
+
+    def test_run_killed_halfway_resumes_without_second_charge(self):
+        token = self._crm_save_card()
+        first, second = self._subscription(token), self._subscription(token)
+        (first + second).action_start()
+        http = IdempotentLocalstripe()
+        Subscription = type(self.env["crm.subscription"])
+        original = Subscription._charge_invoice
+
+        def charge_then_die(subscription, invoice):
+            original(subscription, invoice)
+            if subscription == second:
+                raise KeyboardInterrupt("worker killed after Stripe charged")
+
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+            with self.assertRaises(KeyboardInterrupt):
+                with self.env.cr.savepoint(), patch.object(Subscription, "_charge_invoice", charge_then_die):
+                    self._bill(date(2027, 1, 15))
+            self.env.invalidate_all()
+            self.assertFalse((first + second).invoice_ids)  # the batch in progress is lost...
+            self.assertEqual(self._bill(date(2027, 1, 15)), 2)  # ...and the next run redoes it
+        keys = [r["headers"].get("Idempotency-Key") for r in http.requests
+                if r["method"] == "post" and r["url"].endswith("/v1/payment_intents")]
+        self.assertEqual(len(keys), 4)
+        self.assertEqual(len(set(keys)), 2)  # Stripe answered the repeats with the first charges
+        for subscription in first + second:
+            self.assertEqual(len(subscription.invoice_ids), 1)
+            self.assertTrue(self._crm_reconciled(subscription.invoice_ids))
+
+    def test_one_invoice_per_period_is_a_database_rule(self):
+        subscription = self._subscription(self._crm_save_card())
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        invoice = subscription.invoice_ids
+        with mute_logger("odoo.sql_db"), self.assertRaises(psycopg2.IntegrityError), self.env.cr.savepoint():
+            invoice.copy({"crm_subscription_id": subscription.id, "crm_period_start": invoice.crm_period_start})
+
+    def test_without_saved_method_the_invoice_is_sent_with_a_link(self):
+        fake = FakeCheckout()
+        subscription = self._subscription()
+        subscription.action_start()
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
+            self._bill(date(2027, 1, 15))
+        invoice = subscription.invoice_ids
+        self.assertEqual(invoice.state, "posted")
+        self.assertTrue(invoice.crm_payment_url)
+        self.assertTrue(self.env["mail.mail"].search([("model", "=", "account.move"), ("res_id", "=", invoice.id)]))
+        self.assertFalse(invoice.transaction_ids.filtered(lambda tx: tx.crm_flow == "off_session"))
+
+    def test_a_failing_subscription_does_not_stop_the_run(self):
+        failing = self._subscription()  # no saved method: a link, and localstripe has no Checkout
+        billed = self._subscription(self._crm_save_card())
+        (failing + billed).action_start()
+        self.assertEqual(self._bill(date(2027, 1, 15)), 1)
+        self.assertTrue(self._crm_reconciled(billed.invoice_ids))
+        self.assertFalse(failing.invoice_ids)
+        self.assertEqual(failing.next_invoice_date, date(2027, 1, 15))  # due again next run
+        self.assertIn("Billing failed", failing.message_ids[0].body)
+
+    def test_trial_then_active(self):
+        token = self._crm_save_card()
+        subscription = self._subscription(token, trial_end_date=date(2099, 2, 1))
+        subscription.action_start()
+        self.assertEqual(subscription.state, "trial")
+        self.assertEqual(subscription.mrr, 0.0)
+        self.assertEqual(self._bill(date(2099, 1, 31)), 0)
+        self.assertEqual(self._bill(date(2099, 2, 1)), 1)
+        self.assertEqual(subscription.state, "active")
+        self.assertEqual(subscription.invoice_ids.crm_period_start, date(2099, 2, 1))
+
+    def test_mrr_normalised_per_month_in_company_currency(self):
+        yearly = self._subscription(interval_unit="year")
+        yearly.line_ids.price_unit = 600.0  # 1,200 a year
+        yearly.action_start()
+        self.assertEqual(yearly.mrr, 100.0)
+        yearly.action_cancel("Too expensive")
+        self.assertEqual(yearly.mrr, 0.0)
+        self.assertIn("Too expensive", yearly.message_ids[0].body)
+
+    def test_expires_after_end_date(self):
+        subscription = self._subscription(self._crm_save_card(), end_date=date(2027, 2, 20))
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        self._bill(date(2027, 2, 15))
+        self._bill(date(2027, 3, 15))
+        self.assertEqual(len(subscription.invoice_ids), 2)
+        self.assertEqual(subscription.state, "expired")
