@@ -154,9 +154,31 @@ class CrmSubscription(models.Model):
             )
 
     def action_cancel(self, reason=None):
+        """Cancel now: no further invoice."""
         for subscription in self.filtered(lambda s: s.state not in ("cancelled", "expired")):
             subscription.write({"state": "cancelled", "next_invoice_date": False})
             subscription.message_post(body=_("Cancelled: %s", reason) if reason else _("Cancelled."))
+
+    def action_cancel_at_period_end(self, reason=None):
+        """Cancel at the end of the period already invoiced: it ends then, without renewal."""
+        for subscription in self.filtered(lambda s: s.state in ("trial", "active", "past_due", "paused")):
+            last_day = (subscription.next_invoice_date or fields.Date.context_today(subscription)) - relativedelta(days=1)
+            subscription.end_date = last_day
+            subscription.message_post(
+                body=_("Ends on %(date)s: %(reason)s", date=last_day, reason=reason or _("no reason given"))
+            )
+
+    def action_pause(self):
+        for subscription in self.filtered(lambda s: s.state in ("active", "past_due")):
+            subscription.state = "paused"
+            subscription.message_post(body=_("Paused: no invoice until it is resumed."))
+
+    def action_resume(self):
+        """Resume a paused subscription: billing starts again today, for a full period."""
+        for subscription in self.filtered(lambda s: s.state == "paused"):
+            today = fields.Date.context_today(subscription)
+            subscription.write({"state": "active", "next_invoice_date": max(subscription.next_invoice_date or today, today)})
+            subscription.message_post(body=_("Resumed."))
 
     # === BILLING === #
 

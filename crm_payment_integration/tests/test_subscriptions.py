@@ -144,3 +144,20 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self._bill(date(2027, 3, 15))
         self.assertEqual(len(subscription.invoice_ids), 2)
         self.assertEqual(subscription.state, "expired")
+
+    def test_pause_resume_and_cancel_at_period_end(self):
+        subscription = self._subscription(self._crm_save_card())
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        subscription.action_pause()
+        self.assertEqual((subscription.state, subscription.mrr), ("paused", 0.0))
+        self.assertEqual(self._bill(date(2027, 3, 15)), 0)  # paused: nothing billed
+        with patch("odoo.fields.Date.context_today", return_value=date(2027, 4, 2)):
+            subscription.action_resume()
+        self.assertEqual((subscription.state, subscription.next_invoice_date), ("active", date(2027, 4, 2)))
+        self._bill(date(2027, 4, 2))
+        subscription.action_cancel_at_period_end("Moving to a competitor")
+        self.assertEqual(subscription.end_date, date(2027, 5, 1))
+        self._bill(date(2027, 5, 2))
+        self.assertEqual(subscription.state, "expired")
+        self.assertEqual(len(subscription.invoice_ids), 2)
