@@ -31,7 +31,8 @@ class CrmStripePortal(CustomerPortal):
         if invoice_sudo.currency_id.is_zero(invoice_sudo.amount_residual):
             return request.redirect(portal_url)
         try:
-            tx_sudo = invoice_sudo._crm_payment_link_tx()
+            with request.env.cr.savepoint():
+                tx_sudo = invoice_sudo._crm_payment_link_tx()
             if invoice_sudo.currency_id.is_zero(invoice_sudo.amount_residual):
                 return request.redirect(portal_url)
         except UserError as error:
@@ -66,13 +67,16 @@ class CrmStripePortal(CustomerPortal):
             invoices = tx_sudo.invoice_ids
             if invoices and all(invoice.currency_id.is_zero(invoice.amount_residual) for invoice in invoices):
                 # Paid by other means meanwhile: this payment must not go through too.
-                if intent.get("status") not in ("succeeded", "canceled"):
-                    provider_sudo._crm_stripe_call("cancel_payment_intent", intent["id"])
-                    tx_sudo._set_canceled(_("The invoice was paid by other means."))
+                if intent.get("status") not in ("succeeded", "canceled", "processing"):
+                    try:
+                        with request.env.cr.savepoint():
+                            intent = provider_sudo._crm_stripe_call("cancel_payment_intent", intent["id"])
+                            tx_sudo._crm_apply_payment_intent(intent)
+                    except UserError as error:
+                        _logger.warning("could not cancel %s: %s", tx_sudo.reference, error)
                     return self._crm_render_status(tx_sudo)
-            if intent.get("status") in ("requires_action", "requires_confirmation") or (
-                intent.get("status") == "requires_payment_method"
-                and (intent.get("last_payment_error") or {}).get("code") == "authentication_required"
+            if intent.get("status") in ("requires_action", "requires_confirmation") or tx_sudo._crm_needs_authentication(
+                intent
             ):
                 return request.render(
                     "crm_payment_integration.crm_payment_authenticate_page",

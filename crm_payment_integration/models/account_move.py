@@ -88,28 +88,6 @@ class AccountMove(models.Model):
         self._crm_check_accounting_rights()
         self._crm_check_payable()
         move = self.sudo()
-        # A hosted page still open for this invoice is closed first (or, paid meanwhile,
-        # applied), and a pending charge read again, so the customer cannot pay twice.
-        move.transaction_ids.filtered(lambda tx: tx.crm_flow == "checkout")._crm_expire_checkout_session()
-        for tx in move.transaction_ids.filtered(
-            lambda tx: tx.crm_flow == "off_session" and tx.state == "pending" and tx.provider_reference
-        ):
-            tx._crm_apply_payment_intent(
-                tx.provider_id._crm_stripe_call("retrieve_payment_intent", tx.provider_reference)
-            )
-        self._crm_check_payable()
-        in_progress = move.transaction_ids.filtered(
-            lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized")
-        )
-        if in_progress:
-            raise UserError(
-                _(
-                    "A charge of this invoice is already in progress (%(reference)s): wait for "
-                    "the customer to authenticate it, or cancel it from the transaction (Cancel "
-                    "Charge).",
-                    reference=in_progress[0].reference,
-                )
-            )
         token = move.partner_id._crm_default_token(move.company_id)
         if not token:
             raise UserError(
@@ -118,6 +96,31 @@ class AccountMove(models.Model):
                     "customer can save their card while paying.",
                     partner=move.commercial_partner_id.display_name,
                 )
+            )
+        # A pending charge or hosted-page payment is read again from Stripe, and a hosted page
+        # still open is closed (applied if paid meanwhile): the customer never pays twice.
+        for tx in move.transaction_ids.filtered(
+            lambda tx: tx.crm_flow == "off_session" and tx.state == "pending" and tx.provider_reference
+        ):
+            tx._crm_apply_payment_intent(
+                tx.provider_id._crm_stripe_call("retrieve_payment_intent", tx.provider_reference)
+            )
+        in_progress = move.transaction_ids.filtered(
+            lambda tx: tx.crm_flow in ("off_session", "checkout") and tx.state in ("pending", "authorized")
+            or tx.crm_flow == "off_session" and tx.state == "draft"
+        )
+        if in_progress:
+            raise UserError(
+                _(
+                    "A payment of this invoice is already in progress (%(reference)s): wait for "
+                    "it to finish, or cancel it from the transaction (Cancel Charge).",
+                    reference=in_progress[0].reference,
+                )
+            )
+        move.transaction_ids.filtered(lambda tx: tx.crm_flow == "checkout")._crm_expire_checkout_session()
+        if move.currency_id.is_zero(move.amount_residual):
+            return self._crm_notification(
+                _("Already paid"), _("The customer paid %s on Stripe's page meanwhile.", move.name)
             )
         tx = self.env["payment.transaction"]._crm_create(
             move.partner_id, move.amount_residual, move.currency_id, "off_session",
@@ -135,17 +138,28 @@ class AccountMove(models.Model):
     # === BUSINESS METHODS === #
 
     def _invoice_paid_hook(self):
-        """Close the Stripe page of an invoice paid by other means, so it is not paid twice."""
+        """An invoice paid by other means: its Stripe page is closed soon after, by a cron
+        (not inside the reconciliation, which must not wait for Stripe)."""
         res = super()._invoice_paid_hook()
-        for move in self.sudo().filtered(
-            lambda m: m.crm_payment_tx_id.state == "draft" and m.crm_payment_tx_id.crm_checkout_session_id
-        ):
+        if self.sudo().crm_payment_tx_id.filtered(lambda tx: tx.state == "draft"):
+            self.env.ref("crm_payment_integration.ir_cron_crm_close_paid_pages")._trigger()
+        return res
+
+    @api.model
+    def _cron_close_paid_pages(self):
+        """Expire the Stripe pages still open for invoices paid by other means."""
+        txs = self.env["payment.transaction"].sudo().search(
+            [("crm_flow", "=", "checkout"), ("state", "=", "draft"), ("crm_checkout_session_id", "!=", False)]
+        )
+        for tx in txs:
+            invoices = tx.invoice_ids
+            if not invoices or not all(inv.currency_id.is_zero(inv.amount_residual) for inv in invoices):
+                continue
             try:
                 with self.env.cr.savepoint():
-                    move.crm_payment_tx_id._crm_expire_checkout_session()
-            except UserError as error:  # Stripe unreachable: the page expires by itself
-                _logger.warning("could not close the Stripe page of %s: %s", move.name, error)
-        return res
+                    tx._crm_expire_checkout_session()
+            except UserError as error:  # Stripe unreachable: retried at the next run
+                _logger.warning("could not close the Stripe page of %s: %s", tx.reference, error)
 
     def _crm_check_accounting_rights(self):
         if not self.env.user.has_group("account.group_account_invoice"):

@@ -484,9 +484,10 @@ class CrmPaymentEvent(models.Model):
                 return _("No transaction for this PaymentIntent.")
             if intent.get("invoice"):
                 return _("Paid through a Stripe invoice; left to Stripe Billing.")
-            if intent.get("description"):
-                # Odoo's own flow names its transaction there; the request creating it may not
-                # have committed yet. Retried, then left to a person.
+            recent = not self.stripe_created or fields.Datetime.now() - self.stripe_created < timedelta(minutes=15)
+            if intent.get("description") and recent:
+                # Odoo's own flow names its transaction there, and the request creating it may
+                # not have committed yet: retried for a while before it counts as made in Stripe.
                 raise UserError(
                     _("No transaction %(reference)s yet for this payment.", reference=intent["description"])
                 )

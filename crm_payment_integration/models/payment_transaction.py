@@ -253,7 +253,14 @@ class PaymentTransaction(models.Model):
             provider_sudo = tx.provider_id
             expired = provider_sudo._crm_stripe_call("expire_checkout_session", tx.crm_checkout_session_id)
             if expired is None:  # not open any more: see what happened to it
-                session = provider_sudo._crm_stripe_call("retrieve_checkout_session", tx.crm_checkout_session_id)
+                try:
+                    session = provider_sudo._crm_stripe_gateway().retrieve_checkout_session(tx.crm_checkout_session_id)
+                except StripeGatewayError as error:
+                    if error.kind != "not_found":
+                        utils.raise_user_error(error, provider_sudo)
+                    # Unknown to this Stripe account (keys changed, test data deleted).
+                    tx._set_canceled(_("Stripe no longer knows this hosted page."))
+                    continue
                 tx._crm_apply_checkout_session(session)
                 if tx.state in ("draft", "pending") and session.get("status") == "expired":
                     tx._set_canceled(_("The hosted payment page expired without a payment."))
@@ -396,10 +403,22 @@ class PaymentTransaction(models.Model):
             self._post_process()
             return _("Payment canceled.")
         if status == "requires_payment_method":
+            if self._crm_needs_authentication(intent):
+                return self._crm_request_authentication()
             if intent.get("last_payment_error"):
                 return self._crm_mark_declined(intent["last_payment_error"])
             return _("The customer has not paid yet.")
         return _("Unknown PaymentIntent status %s.", status)
+
+    @api.model
+    def _crm_needs_authentication(self, intent):
+        """Whether the bank declined the intent only for want of the customer's authentication
+        (Stripe's answer to an off-session charge under SCA): the customer can confirm it."""
+        error = intent.get("last_payment_error") or {}
+        return intent.get("status") == "requires_payment_method" and "authentication_required" in (
+            error.get("code"),
+            error.get("decline_code"),
+        )
 
     def _crm_amount_matches(self, minor_amount, currency_code):
         """Check what Stripe reports against the transaction; flag a mismatch for a person.
@@ -608,21 +627,43 @@ class PaymentTransaction(models.Model):
         if not payment:
             return
         account = payment.destination_account_id
-        invoice = source.invoice_ids.filtered(lambda m: m.move_type == "out_invoice" and m.state == "posted")[:1]
-        if not invoice:
+        invoices = source.invoice_ids.filtered(lambda m: m.move_type == "out_invoice" and m.state == "posted")
+        if not invoices:
             lines = (payment.move_id.line_ids + source.payment_id.move_id.line_ids).filtered(
                 lambda line: line.account_id == account and not line.reconciled
             )
             if len(lines) > 1:
                 lines.reconcile()
             return
-        amount = -self.amount
-        # Several invoices paid at once: each is credited its share of the refund.
-        invoices = source.invoice_ids.filtered(lambda m: m.move_type == "out_invoice" and m.state == "posted")
+        # Several invoices paid at once: each is credited its share, the last one the rest.
+        currency = invoices[:1].currency_id
+        refund_amount = -self.amount
         total = sum(invoices.mapped("amount_total"))
-        if len(invoices) > 1 and total:
-            amount = invoice.currency_id.round(amount * invoice.amount_total / total)
-        amount = min(amount, invoice.amount_total)
+        credit_notes = self.env["account.move"]
+        left = refund_amount
+        for index, invoice in enumerate(invoices):
+            share = left if index == len(invoices) - 1 else currency.round(refund_amount * invoice.amount_total / total)
+            share = min(share, invoice.amount_total)
+            left = currency.round(left - share)
+            if currency.compare_amounts(share, 0.0) > 0:
+                credit_notes |= self._crm_credit_note_for(invoice, share)
+        self.invoice_ids = [(4, credit_note.id) for credit_note in credit_notes]
+        (credit_notes.line_ids + payment.move_id.line_ids).filtered(
+            lambda line: line.account_id == account and not line.reconciled
+        ).reconcile()
+        for invoice, credit_note in zip(invoices, credit_notes):
+            invoice.message_post(
+                body=_(
+                    "Refunded %(amount)s by Stripe (%(refund)s): credit note %(credit_note)s.",
+                    amount=format_amount(self.env, credit_note.amount_total, currency),
+                    refund=self.provider_reference,
+                    credit_note=credit_note._get_html_link(),
+                )
+            )
+
+    def _crm_credit_note_for(self, invoice, amount):
+        """Reverse an invoice for ``amount``: line by line in full, each line scaled as a whole
+        (taxes kept) in part, a rounding line taking what rounding leaves."""
         credit_note = invoice.with_company(invoice.company_id)._reverse_moves(
             [
                 {
@@ -633,8 +674,6 @@ class PaymentTransaction(models.Model):
         )
         currency = invoice.currency_id
         if currency.compare_amounts(amount, invoice.amount_total) != 0:
-            # Each line keeps its taxes and is scaled as a whole (quantity 1), so that at most
-            # a rounding cent per line is left for the rounding line below.
             ratio = amount / invoice.amount_total
             product_lines = credit_note.invoice_line_ids.filtered(lambda line: line.display_type == "product")
             for line in product_lines:
@@ -660,17 +699,7 @@ class PaymentTransaction(models.Model):
                     }
                 )
         credit_note.action_post()
-        self.invoice_ids = [(4, credit_note.id)]
-        (credit_note.line_ids + payment.move_id.line_ids).filtered(
-            lambda line: line.account_id == account and not line.reconciled
-        ).reconcile()
-        message = _(
-            "Refunded %(amount)s by Stripe (%(refund)s): credit note %(credit_note)s.",
-            amount=format_amount(self.env, amount, currency),
-            refund=self.provider_reference,
-            credit_note=credit_note._get_html_link(),
-        )
-        invoice.message_post(body=message)
+        return credit_note
 
     # === POST-PROCESSING === #
 
@@ -809,11 +838,23 @@ class PaymentTransaction(models.Model):
     @api.model
     def _crm_find_from_object(self, provider_sudo, stripe_object):
         """Return the transaction a Stripe object (intent, session) was made for, if any."""
-        # This add-on puts the reference in the metadata; Odoo's own flow in the description.
-        reference = (stripe_object.get("metadata") or {}).get("reference") or stripe_object.get("description")
+        reference = (stripe_object.get("metadata") or {}).get("reference")
         domain = [("provider_id", "=", provider_sudo.id)]
         if reference:
             tx = self.sudo().search(domain + [("reference", "=", reference)], limit=1)
+            if tx:
+                return tx
+        elif stripe_object.get("description") and stripe_object.get("object") == "payment_intent":
+            # Odoo's own flow names its transaction in the description (never this add-on's).
+            tx = self.sudo().search(
+                domain
+                + [
+                    ("reference", "=", stripe_object["description"]),
+                    ("crm_flow", "=", False),
+                    ("provider_reference", "in", (False, stripe_object.get("id"))),
+                ],
+                limit=1,
+            )
             if tx:
                 return tx
         object_id = stripe_object.get("id")

@@ -315,6 +315,7 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self.env["account.payment.register"].with_context(active_model="account.move", active_ids=invoice.ids).create(
             {}
         )._create_payments()
+        self.env["account.move"]._cron_close_paid_pages()  # woken by the invoice-paid hook
         self.assertEqual(self.stripe.sessions[tx.crm_checkout_session_id]["status"], "expired")
         self.assertEqual(tx.state, "cancel")
         # The lasting link now leads to the paid invoice.

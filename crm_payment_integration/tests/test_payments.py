@@ -214,6 +214,12 @@ class TestOffSessionPayments(CrmPaymentCommon):
         self.assertEqual((tx.state, tx.provider_reference, tx.token_id), ("pending", "pi_auth", token))
         self.assertTrue(tx.crm_action_requested)
         self.assertFalse(tx.crm_decline_code)
+        # Stripe's payment_intent.payment_failed about it does not turn it into a decline.
+        http = StripeHttpMock({("get", "/v1/payment_intents/pi_auth"): (200, intent)}, passthrough=True)
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+            self.assertEqual(self._deliver(stripe_event("payment_intent.payment_failed", intent)).state, "done")
+        self.assertEqual(tx.state, "pending")
+        self.assertFalse(tx.crm_decline_code)
 
     def test_odoo_own_stripe_payments_left_to_odoo(self):
         invoice = self._crm_invoice(20.0)
@@ -318,6 +324,22 @@ class TestRefunds(CrmPaymentCommon):
         credit_note = invoice.transaction_ids.child_transaction_ids.invoice_ids
         self.assertEqual(credit_note.amount_total, 10.01)
         self.assertEqual(credit_note.payment_state, "paid")
+
+    def test_partial_refund_of_a_payment_of_two_invoices(self):
+        token = self._crm_save_card()
+        first, second = self._crm_invoice(100.0), self._crm_invoice(50.0)
+        tx = self.env["payment.transaction"]._crm_create(
+            self.partner, 150.0, first.currency_id, "off_session", invoices=first + second, token=token
+        )
+        tx._crm_charge_off_session()
+        self.assertTrue(self._crm_reconciled(first) and self._crm_reconciled(second))
+        self.env["crm.payment.refund.wizard"].with_user(self.accountant).create(
+            {"transaction_id": tx.id, "amount": 50.0}
+        ).action_refund()
+        credit_notes = tx.child_transaction_ids.invoice_ids
+        self.assertEqual(sorted(credit_notes.mapped("amount_total")), [16.67, 33.33])
+        self.assertEqual(set(credit_notes.mapped("payment_state")), {"paid"})
+        self.assertEqual(credit_notes.reversed_entry_id, first + second)
 
     def test_failed_refund_keeps_its_amount_and_alerts(self):
         invoice, tx = self._paid_invoice(100.0)
