@@ -25,6 +25,42 @@ class CrmLead(models.Model):
                 for tx in done
             )
 
+    crm_subscription_ids = fields.One2many("crm.subscription", "lead_id", string="Subscriptions")
+    crm_subscription_count = fields.Integer(compute="_compute_crm_subscription_count", string="Subscription Count")
+
+    @api.depends("crm_subscription_ids")
+    def _compute_crm_subscription_count(self):
+        for lead in self:
+            lead.crm_subscription_count = len(lead.crm_subscription_ids)
+
+    def action_crm_create_subscription(self):
+        """Open a new subscription for the opportunity's customer, linked to it."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("New Subscription"),
+            "res_model": "crm.subscription",
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "context": {
+                "default_partner_id": self.partner_id.commercial_partner_id.id,
+                "default_lead_id": self.id,
+                "default_user_id": (self.user_id or self.env.user).id,
+                "default_company_id": (self.company_id or self.env.company).id,
+            },
+        }
+
+    def action_crm_view_subscriptions(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Subscriptions"),
+            "res_model": "crm.subscription",
+            "view_mode": "list,form",
+            "domain": [("lead_id", "=", self.id)],
+            "context": {"default_lead_id": self.id, "default_partner_id": self.partner_id.commercial_partner_id.id},
+        }
+
     def action_crm_request_payment(self):
         """Open the wizard asking the customer for a deposit or the full amount."""
         self.ensure_one()

@@ -28,6 +28,7 @@ class ResPartner(models.Model):
         groups="base.group_user",
     )
     crm_payment_count = fields.Integer(compute="_compute_crm_payment_stats", string="Payments")
+    crm_subscription_count = fields.Integer(compute="_compute_crm_subscription_count", string="Subscription Count")
     crm_payment_failed_count = fields.Integer(
         compute="_compute_crm_payment_stats", string="Failed Attempts"
     )
@@ -109,6 +110,27 @@ class ResPartner(models.Model):
         """The method to charge off-session: the customer's default one, else the newest."""
         self.ensure_one()
         return self._crm_tokens(company)[:1]
+
+    def _compute_crm_subscription_count(self):
+        counts = dict(
+            self.env["crm.subscription"]._read_group(
+                [("partner_id", "in", self.commercial_partner_id.ids)], ["partner_id"], ["__count"]
+            )
+        )
+        for partner in self:
+            partner.crm_subscription_count = counts.get(partner.commercial_partner_id, 0)
+
+    def action_crm_view_subscriptions(self):
+        self.ensure_one()
+        partner = self.commercial_partner_id
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Subscriptions of %s", partner.display_name),
+            "res_model": "crm.subscription",
+            "view_mode": "list,form",
+            "domain": [("partner_id", "=", partner.id)],
+            "context": {"default_partner_id": partner.id},
+        }
 
     def action_crm_view_transactions(self):
         self.ensure_one()

@@ -161,3 +161,17 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self._bill(date(2027, 5, 2))
         self.assertEqual(subscription.state, "expired")
         self.assertEqual(len(subscription.invoice_ids), 2)
+
+    def test_created_from_an_opportunity_and_shown_on_partner(self):
+        lead = self.env["crm.lead"].create(
+            {"name": "Support contract", "type": "opportunity", "partner_id": self.contact.id, "user_id": self.salesman.id}
+        )
+        action = lead.with_user(self.salesman).action_crm_create_subscription()
+        subscription = self.env["crm.subscription"].with_user(self.salesman).with_context(action["context"]).create(
+            {"line_ids": [(0, 0, {"product_id": self.product.id, "price_unit": 30.0})]}
+        )
+        self.assertEqual((subscription.partner_id, subscription.lead_id, subscription.user_id), (self.partner, lead, self.salesman))
+        self.assertTrue(subscription.name.startswith("SUB/"))
+        self.assertEqual(lead.crm_subscription_count, 1)
+        self.assertEqual(self.contact.crm_subscription_count, 1)
+        self.assertEqual(self.partner.action_crm_view_subscriptions()["domain"], [("partner_id", "=", self.partner.id)])
