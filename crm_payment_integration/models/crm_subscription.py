@@ -7,6 +7,8 @@ from dateutil.relativedelta import relativedelta
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
+from ..const import HARD_DECLINE_CODES
+
 _logger = logging.getLogger(__name__)
 
 INTERVALS = {
@@ -71,6 +73,8 @@ class CrmSubscription(models.Model):
         index=True,
         copy=False,
     )
+    dunning_attempts = fields.Integer(string="Failed Attempts", readonly=True, copy=False)
+    dunning_next_date = fields.Date(string="Next Payment Retry", readonly=True, copy=False, index="btree_not_null")
     amount_untaxed = fields.Monetary(compute="_compute_amounts", store=True)
     mrr = fields.Monetary(
         string="MRR",
@@ -213,11 +217,24 @@ class CrmSubscription(models.Model):
                 order="next_invoice_date, id",
             )
             if not due:
+                due = self.search(
+                    [
+                        ("state", "=", "past_due"),
+                        ("dunning_next_date", "<=", today),
+                        ("id", "not in", skipped),
+                    ],
+                    limit=batch_size,
+                    order="dunning_next_date, id",
+                )
+            if not due:
                 break
             for subscription in due:
                 try:
                     with self.env.cr.savepoint():
-                        subscription._bill_period(today)
+                        if subscription.state == "past_due":
+                            subscription._retry_payment(today)
+                        else:
+                            subscription._bill_period(today)
                 except UserError as error:
                     # One subscription must not stop the run: it is retried at the next one.
                     skipped.append(subscription.id)
@@ -247,7 +264,7 @@ class CrmSubscription(models.Model):
         if self.state == "trial":
             values["state"] = "active"
         self.write(values)
-        self._charge_invoice(invoice)
+        self._charge_invoice(invoice, today)
 
     def _create_period_invoice(self, period_start, period_end):
         period = _("%(start)s to %(end)s", start=period_start, end=period_end)
@@ -281,7 +298,7 @@ class CrmSubscription(models.Model):
             }
         )
 
-    def _charge_invoice(self, invoice):
+    def _charge_invoice(self, invoice, today=None):
         """Charge the saved method off-session, or send the payment link without one."""
         self.ensure_one()
         if invoice.currency_id.is_zero(invoice.amount_residual):
@@ -300,6 +317,94 @@ class CrmSubscription(models.Model):
             invoices=invoice, token=token, lead=self.lead_id,
         )
         tx._crm_charge_off_session()
+        if tx.state == "error":
+            self._payment_failed(tx, today or fields.Date.context_today(self))
+
+    # === DUNNING === #
+
+    def _retry_days(self):
+        days = []
+        for part in (self.company_id.crm_dunning_retry_days or "").split(","):
+            if part.strip().isdigit():
+                days.append(int(part.strip()))
+        return sorted(days)
+
+    def _payment_failed(self, tx, today):
+        """A charge failed: past due, and the next retry scheduled, unless it cannot succeed
+        (a lost or stolen card, a closed account), or the retries are exhausted."""
+        self.ensure_one()
+        attempts = self.dunning_attempts + 1
+        days = self._retry_days()
+        hard = tx.crm_decline_code in HARD_DECLINE_CODES
+        values = {"state": "past_due", "dunning_attempts": attempts, "dunning_next_date": False}
+        if not hard and attempts <= len(days):
+            first_failure = today - relativedelta(days=days[attempts - 2]) if attempts > 1 else today
+            values["dunning_next_date"] = first_failure + relativedelta(days=days[attempts - 1])
+        self.write(values)
+        if hard:
+            self.message_post(body=_(
+                "Payment failed (%(reason)s): retrying cannot succeed, the customer is asked for another payment method.",
+                reason=tx.crm_decline_reason,
+            ))
+        elif values["dunning_next_date"]:
+            self.message_post(body=_(
+                "Payment failed (%(reason)s): retry on %(date)s.", reason=tx.crm_decline_reason, date=values["dunning_next_date"],
+            ))
+        else:
+            self._dunning_exhausted()
+
+    def _dunning_exhausted(self):
+        self.ensure_one()
+        if self.company_id.crm_dunning_final_action == "cancel":
+            self.action_cancel(_("unpaid after every payment retry"))
+        else:
+            self.write({"state": "paused"})
+            self.message_post(body=_("Paused: unpaid after every payment retry."))
+        self.activity_schedule(
+            "mail.mail_activity_data_todo",
+            user_id=(self.user_id or self.env.user).id,
+            summary=_("Subscription unpaid"),
+            note=_("%(name)s is still unpaid after %(count)s attempts.", name=self.name, count=self.dunning_attempts),
+        )
+
+    def _retry_payment(self, today):
+        """Charge the past-due invoices again; paid, the subscription is active again."""
+        self.ensure_one()
+        unpaid = self.invoice_ids.filtered(
+            lambda m: m.state == "posted" and not m.currency_id.is_zero(m.amount_residual)
+        ).sorted("crm_period_start")
+        token = self.payment_token_id if self.payment_token_id.active else self.env["payment.token"]
+        if not unpaid or not token:
+            self.write({"dunning_next_date": False})
+            if not unpaid:
+                self._payment_recovered()
+            return
+        for invoice in unpaid:
+            tx = self.env["payment.transaction"]._crm_create(
+                invoice.partner_id, invoice.amount_residual, invoice.currency_id, "off_session",
+                invoices=invoice, token=token, lead=self.lead_id,
+            )
+            tx._crm_charge_off_session()
+            if tx.state == "error":
+                self._payment_failed(tx, today)
+                return
+        self._payment_recovered()
+
+    @api.model
+    def _crm_on_new_payment_method(self, partner):
+        """The customer saved a new payment method: charge their past-due invoices with it now."""
+        today = fields.Date.context_today(self)
+        for subscription in self.search(
+            [("partner_id", "=", partner.commercial_partner_id.id), ("state", "=", "past_due")]
+        ):
+            token = partner._crm_default_token(subscription.company_id)
+            if token:
+                subscription.payment_token_id = token
+                subscription._retry_payment(today)
+
+    def _payment_recovered(self):
+        self.write({"state": "active", "dunning_attempts": 0, "dunning_next_date": False})
+        self.message_post(body=_("Past-due invoices paid: the subscription is active again."))
 
 
 class CrmSubscriptionLine(models.Model):

@@ -318,6 +318,7 @@ class PaymentTransaction(models.Model):
         if binding:
             binding._crm_pull()
         self._set_done(_("The customer saved a payment method."))
+        self.env["crm.subscription"].sudo()._crm_on_new_payment_method(self.partner_id)
         return _("Payment method saved.")
 
     def _crm_save_payment_method(self, intent):

@@ -9,6 +9,16 @@ class ResCompany(models.Model):
         default=True,
         help="Move an opportunity to Won when the customer pays an amount it requested.",
     )
+    crm_dunning_retry_days = fields.Char(
+        string="Payment Retries (days)",
+        default="1,3,5,7",
+        help="Days after a failed subscription charge on which it is tried again, e.g. 1,3,5,7.",
+    )
+    crm_dunning_final_action = fields.Selection(
+        [("pause", "Pause the subscription"), ("cancel", "Cancel the subscription")],
+        string="After the Last Retry",
+        default="pause",
+    )
     crm_payment_deposit_percent = fields.Float(
         string="Default Deposit (%)", default=30.0,
         help="The share of the expected revenue proposed when requesting a deposit.",

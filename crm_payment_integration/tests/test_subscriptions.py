@@ -7,7 +7,7 @@ from dateutil.relativedelta import relativedelta
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from .common import CrmPaymentCommon, FakeCheckout
+from .common import CrmPaymentCommon, FakeCheckout, StripeHttpMock
 from .test_payments import IdempotentLocalstripe
 
 
@@ -66,8 +66,8 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         Subscription = type(self.env["crm.subscription"])
         original = Subscription._charge_invoice
 
-        def charge_then_die(subscription, invoice):
-            original(subscription, invoice)
+        def charge_then_die(subscription, invoice, today=None):
+            original(subscription, invoice, today)
             if subscription == second:
                 raise KeyboardInterrupt("worker killed after Stripe charged")
 
@@ -175,3 +175,75 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual(lead.crm_subscription_count, 1)
         self.assertEqual(self.contact.crm_subscription_count, 1)
         self.assertEqual(self.partner.action_crm_view_subscriptions()["domain"], [("partner_id", "=", self.partner.id)])
+
+    def test_dunning_retries_on_schedule_then_pauses(self):
+        token = self._crm_save_card("4000000000000341")  # attaches, declines every charge
+        subscription = self._subscription(token, user_id=self.salesman.id)
+        subscription.action_start()
+        start = date(2027, 1, 15)
+        self._bill(start)
+        self.assertEqual((subscription.state, subscription.dunning_next_date), ("past_due", date(2027, 1, 16)))
+        self.assertEqual(subscription.mrr, 100.0)  # still owed: counts until paused or cancelled
+        self.assertEqual(self._bill(date(2027, 1, 15)), 0)  # nothing before the retry day
+        for retry_day, next_retry in ((16, 18), (18, 20), (20, 22)):
+            self._bill(date(2027, 1, retry_day))
+            self.assertEqual(subscription.dunning_next_date, date(2027, 1, next_retry))
+        self._bill(date(2027, 1, 22))  # the last retry
+        self.assertEqual((subscription.state, subscription.dunning_attempts), ("paused", 5))
+        self.assertEqual(subscription.activity_ids.user_id, self.salesman)
+        invoice = subscription.invoice_ids
+        self.assertEqual(len(invoice), 1)
+        self.assertEqual(invoice.payment_state, "not_paid")
+        self.assertEqual(len(invoice.transaction_ids), 5)
+        self.assertEqual(set(invoice.transaction_ids.mapped("state")), {"error"})
+
+    def test_dunning_recovers_when_a_retry_succeeds(self):
+        token = self._crm_save_card("4000000000000341")
+        subscription = self._subscription(token)
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        self.assertEqual(subscription.state, "past_due")
+        subscription.payment_token_id = self._crm_save_card()  # a working card
+        self._bill(date(2027, 1, 16))
+        self.assertEqual((subscription.state, subscription.dunning_attempts), ("active", 0))
+        self.assertTrue(self._crm_reconciled(subscription.invoice_ids))
+
+    def test_lost_card_is_not_retried(self):
+        token = self._crm_save_card()
+        subscription = self._subscription(token)
+        subscription.action_start()
+        error = {"error": {"type": "card_error", "code": "card_declined", "decline_code": "lost_card",
+                           "message": "Your card was declined."}}
+        http = StripeHttpMock({("post", "/v1/payment_intents"): (402, error)}, passthrough=True)
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+            self._bill(date(2027, 1, 15))
+        self.assertEqual(subscription.state, "past_due")
+        self.assertFalse(subscription.dunning_next_date)
+        self.assertIn("cannot succeed", "".join(subscription.message_ids.mapped("body")))
+
+    def test_dunning_can_cancel_instead(self):
+        self.company.write({"crm_dunning_retry_days": "2", "crm_dunning_final_action": "cancel"})
+        subscription = self._subscription(self._crm_save_card("4000000000000341"))
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        self.assertEqual(subscription.dunning_next_date, date(2027, 1, 17))
+        self._bill(date(2027, 1, 17))
+        self.assertEqual(subscription.state, "cancelled")
+
+    def test_new_payment_method_pays_past_due_invoices_at_once(self):
+        subscription = self._subscription(self._crm_save_card("4000000000000341"))
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        self.assertEqual(subscription.state, "past_due")
+        fake = FakeCheckout()
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
+            self.partner.action_crm_send_setup_link()
+            tx = self.env["payment.transaction"].search(
+                [("partner_id", "=", self.partner.id), ("operation", "=", "validation")]
+            )
+            self._crm_attach_card(self.customer_id)  # saved on the page, made the default
+            session = fake.save_method(tx.crm_checkout_session_id)
+            tx._crm_apply_checkout_session(session)
+        self.assertEqual(subscription.state, "active")
+        self.assertTrue(self._crm_reconciled(subscription.invoice_ids))
+        self.assertNotEqual(subscription.payment_token_id.stripe_payment_method, False)
