@@ -85,6 +85,7 @@ class CrmSubscription(models.Model):
     )
     company_currency_id = fields.Many2one(related="company_id.currency_id", string="Company Currency")
     invoice_ids = fields.One2many("account.move", "crm_subscription_id", string="Invoices")
+    adjustment_ids = fields.One2many("crm.subscription.adjustment", "subscription_id", string="Prorations")
     invoice_count = fields.Integer(compute="_compute_invoice_count")
 
     _sql_constraints = [
@@ -267,6 +268,11 @@ class CrmSubscription(models.Model):
         self._charge_invoice(invoice, today)
 
     def _create_period_invoice(self, period_start, period_end):
+        invoice = self._create_period_invoice_move(period_start, period_end)
+        self.adjustment_ids.filtered(lambda a: not a.invoice_id).invoice_id = invoice
+        return invoice
+
+    def _create_period_invoice_move(self, period_start, period_end):
         period = _("%(start)s to %(end)s", start=period_start, end=period_end)
         return self.env["account.move"].with_company(self.company_id).create(
             {
@@ -294,6 +300,19 @@ class CrmSubscription(models.Model):
                         },
                     )
                     for line in self.line_ids
+                ]
+                + [
+                    (
+                        0,
+                        0,
+                        {
+                            "name": adjustment.name,
+                            "quantity": 1,
+                            "price_unit": adjustment.amount,
+                            "tax_ids": [(6, 0, adjustment.tax_ids.ids)],
+                        },
+                    )
+                    for adjustment in self.adjustment_ids.filtered(lambda a: not a.invoice_id)
                 ],
             }
         )
@@ -319,6 +338,55 @@ class CrmSubscription(models.Model):
         tx._crm_charge_off_session()
         if tx.state == "error":
             self._payment_failed(tx, today or fields.Date.context_today(self))
+
+    # === PRORATION === #
+
+    def _prorate(self, line, old_amount, new_amount, today=None):
+        """Bill the difference of a line changed mid-period, for the days left in the period.
+
+        :param date today: the day of the change (a parameter for tests)
+        """
+        self.ensure_one()
+        if self.state not in ("active", "past_due") or not self.next_invoice_date:
+            return
+        today = today or fields.Date.context_today(self)
+        period_end = self.next_invoice_date
+        period_start = period_end - self._period_delta()
+        if not period_start <= today < period_end:
+            return
+        fraction = (period_end - today).days / (period_end - period_start).days
+        amount = self.currency_id.round((new_amount - old_amount) * fraction)
+        if self.currency_id.is_zero(amount):
+            return
+        name = _(
+            "%(line)s changed on %(date)s: %(days)s of %(total)s days prorated",
+            line=line.name or line.product_id.display_name,
+            date=today,
+            days=(period_end - today).days,
+            total=(period_end - period_start).days,
+        )
+        if self.company_id.crm_proration_mode == "immediate":
+            move = self.env["account.move"].with_company(self.company_id).create(
+                {
+                    "move_type": "out_invoice" if amount > 0 else "out_refund",
+                    "partner_id": self.partner_id.id,
+                    "currency_id": self.currency_id.id,
+                    "invoice_origin": self.name,
+                    "crm_subscription_id": self.id,
+                    "invoice_line_ids": [
+                        (0, 0, {"name": name, "quantity": 1, "price_unit": abs(amount), "tax_ids": [(6, 0, line.tax_ids.ids)]})
+                    ],
+                }
+            )
+            move.action_post()
+            if amount > 0:
+                self._charge_invoice(move, today)
+            self.message_post(body=_("Prorated change billed at once: %s", move._get_html_link()))
+        else:
+            self.env["crm.subscription.adjustment"].create(
+                {"subscription_id": self.id, "name": name, "amount": amount, "tax_ids": [(6, 0, line.tax_ids.ids)]}
+            )
+            self.message_post(body=_("Prorated change added to the next invoice: %s", name))
 
     # === DUNNING === #
 
@@ -407,6 +475,20 @@ class CrmSubscription(models.Model):
         self.message_post(body=_("Past-due invoices paid: the subscription is active again."))
 
 
+class CrmSubscriptionAdjustment(models.Model):
+    """A prorated amount waiting for the subscription's next invoice (negative: a credit)."""
+
+    _name = "crm.subscription.adjustment"
+    _description = "Subscription Proration"
+
+    subscription_id = fields.Many2one("crm.subscription", required=True, ondelete="cascade", index=True)
+    currency_id = fields.Many2one(related="subscription_id.currency_id")
+    name = fields.Char(required=True)
+    amount = fields.Monetary(required=True)
+    tax_ids = fields.Many2many("account.tax", string="Taxes")
+    invoice_id = fields.Many2one("account.move", readonly=True, index="btree_not_null")
+
+
 class CrmSubscriptionLine(models.Model):
     _name = "crm.subscription.line"
     _description = "Subscription Line"
@@ -421,6 +503,17 @@ class CrmSubscriptionLine(models.Model):
     discount = fields.Float(string="Discount (%)", digits="Discount")
     tax_ids = fields.Many2many("account.tax", string="Taxes", domain=[("type_tax_use", "=", "sale")])
     price_subtotal = fields.Monetary(compute="_compute_price_subtotal", store=True)
+
+    def write(self, vals):
+        """A quantity or price changed during a running period is prorated."""
+        priced = {"quantity", "price_unit", "discount"} & set(vals)
+        before = {line.id: line.price_subtotal for line in self} if priced else {}
+        res = super().write(vals)
+        if priced:
+            today = self.env.context.get("crm_today")
+            for line in self:
+                line.subscription_id._prorate(line, before[line.id], line.price_subtotal, today=today)
+        return res
 
     @api.depends("quantity", "price_unit", "discount")
     def _compute_price_subtotal(self):

@@ -19,6 +19,12 @@ class ResCompany(models.Model):
         string="After the Last Retry",
         default="pause",
     )
+    crm_proration_mode = fields.Selection(
+        [("next_invoice", "On the next invoice"), ("immediate", "Invoiced at once")],
+        string="Mid-period Changes",
+        default="next_invoice",
+        help="How the prorated difference of a quantity or price change is billed.",
+    )
     crm_payment_deposit_percent = fields.Float(
         string="Default Deposit (%)", default=30.0,
         help="The share of the expected revenue proposed when requesting a deposit.",

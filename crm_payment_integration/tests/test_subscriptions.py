@@ -247,3 +247,27 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual(subscription.state, "active")
         self.assertTrue(self._crm_reconciled(subscription.invoice_ids))
         self.assertNotEqual(subscription.payment_token_id.stripe_payment_method, False)
+
+    def test_upgrade_prorated_on_next_invoice(self):
+        subscription = self._subscription(self._crm_save_card(), start_date=date(2027, 1, 1))
+        subscription.action_start()
+        self._bill(date(2027, 1, 1))  # January: 2 x 50
+        # On the 22nd, 10 of 31 days left: 2 -> 5 seats, 150 more a month -> 48.39.
+        subscription.line_ids.with_context(crm_today=date(2027, 1, 22)).quantity = 5
+        self.assertEqual(subscription.adjustment_ids.amount, 48.39)
+        self._bill(date(2027, 2, 1))
+        february = subscription.invoice_ids.filtered(lambda m: m.crm_period_start == date(2027, 2, 1))
+        self.assertEqual(february.amount_total, 250.0 + 48.39)
+        self.assertEqual(subscription.adjustment_ids.invoice_id, february)
+        self.assertTrue(self._crm_reconciled(february))
+
+    def test_downgrade_credited_at_once(self):
+        self.company.crm_proration_mode = "immediate"
+        subscription = self._subscription(self._crm_save_card(), start_date=date(2027, 1, 1))
+        subscription.action_start()
+        self._bill(date(2027, 1, 1))
+        subscription.line_ids.with_context(crm_today=date(2027, 1, 17)).quantity = 1  # 15 of 31 days
+        credit = subscription.invoice_ids.filtered(lambda m: m.move_type == "out_refund")
+        self.assertEqual(credit.amount_total, 24.19)
+        self.assertEqual(credit.state, "posted")
+        self.assertFalse(subscription.adjustment_ids)
