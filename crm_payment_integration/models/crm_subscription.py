@@ -1,6 +1,7 @@
 import logging
 import threading
 import time
+from datetime import date
 
 from dateutil.relativedelta import relativedelta
 
@@ -73,6 +74,8 @@ class CrmSubscription(models.Model):
         index=True,
         copy=False,
     )
+    renewal_reminded_for = fields.Date(readonly=True, copy=False)
+    card_reminded_token_id = fields.Many2one("payment.token", readonly=True, copy=False)
     dunning_attempts = fields.Integer(string="Failed Attempts", readonly=True, copy=False)
     dunning_next_date = fields.Date(string="Next Payment Retry", readonly=True, copy=False, index="btree_not_null")
     amount_untaxed = fields.Monetary(compute="_compute_amounts", store=True)
@@ -338,6 +341,37 @@ class CrmSubscription(models.Model):
         tx._crm_charge_off_session()
         if tx.state == "error":
             self._payment_failed(tx, today or fields.Date.context_today(self))
+
+    # === REMINDERS === #
+
+    @api.model
+    def _cron_reminders(self, now=None):
+        """Remind customers of renewals (a setting, 7 days ahead by default) and ask those
+        whose saved card expires within 30 days for a new one; each reminder is sent once.
+
+        :param date now: the day of the run (a parameter for tests)
+        """
+        today = fields.Date.to_date(now) if now else fields.Date.context_today(self)
+        renewal = self.env.ref("crm_payment_integration.mail_template_crm_subscription_renewal")
+        sent = 0
+        for subscription in self.search([("state", "=", "active"), ("next_invoice_date", "!=", False)]):
+            days = subscription.company_id.crm_renewal_reminder_days
+            due = subscription.next_invoice_date
+            if days and due != subscription.renewal_reminded_for and today >= due - relativedelta(days=days) and today < due:
+                renewal.send_mail(subscription.id, email_layout_xmlid="mail.mail_notification_light")
+                subscription.renewal_reminded_for = due
+                sent += 1
+            token = subscription.payment_token_id
+            if token and token.crm_exp_year and token != subscription.card_reminded_token_id:
+                expires = date(token.crm_exp_year, token.crm_exp_month or 12, 1) + relativedelta(months=1, days=-1)
+                if today >= expires - relativedelta(days=30) and subscription.partner_id.email:
+                    subscription.partner_id._crm_send_setup_link(
+                        "crm_payment_integration.mail_template_crm_payment_card_expiring", subscription.company_id
+                    )
+                    subscription.card_reminded_token_id = token
+                    subscription.message_post(body=_("The customer was asked for a new card (the saved one expires on %s).", expires))
+                    sent += 1
+        return sent
 
     # === PRORATION === #
 

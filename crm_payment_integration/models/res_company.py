@@ -25,6 +25,11 @@ class ResCompany(models.Model):
         default="next_invoice",
         help="How the prorated difference of a quantity or price change is billed.",
     )
+    crm_renewal_reminder_days = fields.Integer(
+        string="Renewal Reminder (days)",
+        default=7,
+        help="Days before a subscription renews on which its customer is reminded; 0: no reminder.",
+    )
     crm_payment_deposit_percent = fields.Float(
         string="Default Deposit (%)", default=30.0,
         help="The share of the expected revenue proposed when requesting a deposit.",

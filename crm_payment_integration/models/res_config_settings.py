@@ -8,6 +8,7 @@ class ResConfigSettings(models.TransientModel):
     crm_dunning_retry_days = fields.Char(related="company_id.crm_dunning_retry_days", readonly=False)
     crm_dunning_final_action = fields.Selection(related="company_id.crm_dunning_final_action", readonly=False)
     crm_proration_mode = fields.Selection(related="company_id.crm_proration_mode", readonly=False)
+    crm_renewal_reminder_days = fields.Integer(related="company_id.crm_renewal_reminder_days", readonly=False)
     crm_payment_deposit_percent = fields.Float(
         related="company_id.crm_payment_deposit_percent", readonly=False
     )

@@ -172,11 +172,7 @@ class ResPartner(models.Model):
         partner.check_access("read")
         if not partner.email:
             raise UserError(_("%(partner)s has no email address: add one first.", partner=partner.display_name))
-        tx = self.env["payment.transaction"]._crm_create(
-            partner, 0.0, self.env.company.currency_id, "checkout", operation="validation"
-        )
-        tx._crm_create_checkout_session()
-        tx._crm_send_mail("crm_payment_integration.mail_template_crm_payment_setup")
+        partner._crm_send_setup_link()
         partner.sudo().message_post(
             body=_("Link to save a payment method sent to %(email)s.", email=partner.email),
             author_id=self.env.user.partner_id.id,
@@ -184,6 +180,17 @@ class ResPartner(models.Model):
         return self.env["account.move"]._crm_notification(
             _("Link sent"), _("%(partner)s received a link to save a payment method.", partner=partner.display_name)
         )
+
+    def _crm_send_setup_link(self, template_xmlid="crm_payment_integration.mail_template_crm_payment_setup", company=None):
+        """Open a setup page (Checkout in setup mode) and email it with the given template."""
+        self.ensure_one()
+        company = company or self.env.company
+        tx = self.env["payment.transaction"].with_company(company)._crm_create(
+            self.commercial_partner_id, 0.0, company.currency_id, "checkout", operation="validation"
+        )
+        tx._crm_create_checkout_session()
+        tx._crm_send_mail(template_xmlid)
+        return tx
 
     def action_crm_charge(self):
         """Open the wizard charging a free amount, with a reason, to a saved method."""

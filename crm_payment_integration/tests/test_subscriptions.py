@@ -271,3 +271,26 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual(credit.amount_total, 24.19)
         self.assertEqual(credit.state, "posted")
         self.assertFalse(subscription.adjustment_ids)
+
+    def test_renewal_and_card_expiry_reminders_sent_once(self):
+        self._crm_attach_card(self.customer_id, exp_year=2027)  # expires end of August 2027
+        self.partner.action_crm_stripe_sync()
+        token = self.partner._crm_default_token()
+        subscription = self._subscription(token)
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        Mail = self.env["mail.mail"]
+        renewals = [("model", "=", "crm.subscription"), ("res_id", "=", subscription.id)]
+        self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 2, 7)), 0)
+        self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 2, 8)), 1)
+        self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 2, 9)), 0)  # once
+        self.assertIn("renews on 2027-02-15", Mail.search(renewals).subject)
+        fake = FakeCheckout()
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
+            subscription.renewal_reminded_for = subscription.next_invoice_date = date(2027, 9, 15)
+            self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 8, 1)), 1)
+            self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 8, 2)), 0)
+        setup = self.env["payment.transaction"].search([("partner_id", "=", self.partner.id), ("operation", "=", "validation")])
+        mail = Mail.search([("model", "=", "payment.transaction"), ("res_id", "=", setup.id)])
+        self.assertIn("expires soon", mail.subject)
+        self.assertIn(setup.crm_checkout_url, mail.body_html)
