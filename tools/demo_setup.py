@@ -3,7 +3,8 @@
 Points the Stripe provider at localstripe, registers the webhook, creates a few customers with
 invoices, syncs them with (local) Stripe and saves a test card for one of them, then shows each
 payment path once: a saved card charged (then partly refunded), a payment link sent, an
-opportunity ready for Request Payment, and a portal login for the first customer.
+opportunity ready for Request Payment, subscriptions in several states (active, trial, past
+due, paused, cancelled), and a portal login for the first customer.
 """
 
 import os
@@ -100,6 +101,43 @@ env["crm.lead"].create(  # noqa: F821
         "user_id": admin.id,
     }
 )
+# Subscriptions in several states: billed and paid, in trial, past due (a card that declines),
+# paused, cancelled.
+from datetime import date, timedelta  # noqa: E402
+
+Subscription = env["crm.subscription"]  # noqa: F821
+plan = env["product.product"].create({"name": "Support plan (seat)", "list_price": 49.0, "type": "service"})  # noqa: F821
+today = date.today()
+pm_declining = client.v1.payment_methods.create(
+    params={"type": "card", "card": {"number": "4000000000000341", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+)
+client.v1.payment_methods.attach(pm_declining.id, params={"customer": partners[1].stripe_customer_id})
+partners[1].action_crm_stripe_sync()
+
+
+def subscription(partner, token=None, **values):
+    return Subscription.create(
+        {
+            "partner_id": partner.id,
+            "payment_token_id": token.id if token else False,
+            "start_date": today,
+            "user_id": admin.id,
+            "line_ids": [(0, 0, {"product_id": plan.id, "quantity": 3, "price_unit": 49.0})],
+            **values,
+        }
+    )
+
+
+active = subscription(partners[0], partners[0]._crm_default_token())
+past_due = subscription(partners[1], partners[1]._crm_default_token())
+trial = subscription(partners[2], trial_end_date=today + timedelta(days=14))
+paused = subscription(partners[0], partners[0]._crm_default_token(), interval_unit="year")
+cancelled = subscription(partners[2])
+(active + past_due + trial + paused + cancelled).action_start()
+Subscription._cron_bill(now=today)
+paused.action_pause()
+cancelled.action_cancel("Demo: the customer moved to a competitor")
+
 env["res.users"].with_context(no_reset_password=True).create(  # noqa: F821
     {
         "name": "Brandon Freeman (portal)",

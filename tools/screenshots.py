@@ -27,8 +27,9 @@ def main():
         page.wait_for_url("**/odoo**")
 
         page.goto(f"{URL}/odoo/action-crm_payment_integration.crm_payment_event_action")
-        page.wait_for_selector(".o_list_view .o_data_row")
-        page.screenshot(path=str(OUT / "stripe-events.png"))
+        page.wait_for_selector(".o_list_renderer")
+        if page.locator(".o_data_row").count():  # events arrive once customers change in Stripe
+            page.screenshot(path=str(OUT / "stripe-events.png"))
 
         page.goto(f"{URL}/odoo/action-account.res_partner_action_customer")
         page.wait_for_selector(".o_kanban_record, .o_data_row")
@@ -54,6 +55,12 @@ def main():
         page.get_by_role("tab", name="CRM Payments").click()
         page.wait_for_selector("[name=crm_webhook_url]")
         page.screenshot(path=str(OUT / "provider-crm-payments.png"))
+        page.goto(f"{URL}/odoo/action-crm_payment_integration.crm_subscription_action")
+        page.wait_for_selector(".o_list_view .o_data_row")
+        page.locator(".o_facet_remove").first.click()  # every state, not only the running ones
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(OUT / "subscriptions.png"))
+
         # The customer's side: the invoice in the portal, with its Stripe button.
         portal = browser.new_page(viewport={"width": 1200, "height": 800})
         portal.goto(f"{URL}/web/login")
@@ -61,7 +68,7 @@ def main():
         portal.fill("input[name=password]", "portal")
         portal.click("button[type=submit]")
         portal.goto(f"{URL}/my/invoices")
-        portal.get_by_text("INV/").last.click()
+        portal.locator("tr:has-text('Pay Now') a").first.click()  # an invoice still due
         portal.wait_for_selector("a.o_crm_payment_pay_stripe")
         portal.screenshot(path=str(OUT / "portal-invoice-pay.png"))
         browser.close()
