@@ -27,6 +27,7 @@
         "views/res_config_settings_views.xml",
         "views/crm_payment_portal_templates.xml",
         "views/crm_subscription_views.xml",
+        "views/crm_subscription_portal_templates.xml",
         "views/crm_payment_menus.xml",
     ],
     "assets": {

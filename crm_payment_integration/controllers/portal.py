@@ -148,3 +148,54 @@ class CrmStripePortal(CustomerPortal):
                 else False,
             },
         )
+
+
+class CrmSubscriptionPortal(CustomerPortal):
+    """`/my/subscriptions`: a customer's subscriptions, their invoices, and cancelling one."""
+
+    def _prepare_home_portal_values(self, counters):
+        values = super()._prepare_home_portal_values(counters)
+        if "crm_subscription_count" in counters:
+            Subscription = request.env["crm.subscription"]
+            values["crm_subscription_count"] = (
+                Subscription.search_count(self._crm_subscriptions_domain()) if Subscription.has_access("read") else 0
+            )
+        return values
+
+    def _crm_subscriptions_domain(self):
+        partner = request.env.user.partner_id.commercial_partner_id
+        return [("partner_id", "child_of", partner.id), ("state", "!=", "draft")]
+
+    @http.route("/my/subscriptions", type="http", auth="user", website=True)
+    def crm_my_subscriptions(self, **kwargs):
+        subscriptions = request.env["crm.subscription"].search(self._crm_subscriptions_domain()).sudo()
+        values = self._prepare_portal_layout_values()
+        values.update({"subscriptions": subscriptions, "page_name": "crm_subscriptions"})
+        return request.render("crm_payment_integration.portal_my_subscriptions", values)
+
+    @http.route("/my/subscriptions/<int:subscription_id>", type="http", auth="user", website=True)
+    def crm_my_subscription(self, subscription_id, **kwargs):
+        subscription = self._crm_subscription_or_404(subscription_id)
+        values = self._prepare_portal_layout_values()
+        values.update({"subscription": subscription, "page_name": "crm_subscription", "message": kwargs.get("message")})
+        return request.render("crm_payment_integration.portal_my_subscription", values)
+
+    @http.route(
+        "/my/subscriptions/<int:subscription_id>/cancel", type="http", auth="user", methods=["POST"], website=True
+    )
+    def crm_my_subscription_cancel(self, subscription_id, reason=None, **kwargs):
+        """Cancel at the end of the period already paid for (the form carries a CSRF token)."""
+        subscription = self._crm_subscription_or_404(subscription_id)
+        reason = (reason or "").strip()[:500]
+        if not reason:
+            return request.redirect(f"/my/subscriptions/{subscription.id}?message=reason")
+        subscription.action_cancel_at_period_end(_("cancelled by the customer: %s", reason))
+        return request.redirect(f"/my/subscriptions/{subscription.id}?message=cancelled")
+
+    def _crm_subscription_or_404(self, subscription_id):
+        """The subscription if the user may read it (record rules), then in sudo, as Odoo's
+        portal does with its documents; 404 otherwise."""
+        subscription = request.env["crm.subscription"].browse(subscription_id).exists()
+        if not subscription or not subscription.has_access("read") or subscription.sudo().state == "draft":
+            raise NotFound()
+        return subscription.sudo()

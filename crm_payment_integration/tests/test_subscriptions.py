@@ -1,10 +1,11 @@
+import re
 from datetime import date
 from unittest.mock import patch
 
 import psycopg2
 from dateutil.relativedelta import relativedelta
 
-from odoo.tests import tagged
+from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
 from .common import CrmPaymentCommon, FakeCheckout, StripeHttpMock
@@ -294,3 +295,54 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         mail = Mail.search([("model", "=", "payment.transaction"), ("res_id", "=", setup.id)])
         self.assertIn("expires soon", mail.subject)
         self.assertIn(setup.crm_checkout_url, mail.body_html)
+
+
+@tagged("post_install", "-at_install")
+class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
+    """/my/subscriptions: a customer sees and cancels only their company's subscriptions."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        product = cls.env["product.product"].create({"name": "Hosting", "type": "service"})
+        other = cls.env["res.partner"].create({"name": "Other Customer", "is_company": True})
+        cls.mine, cls.theirs = cls.env["crm.subscription"].create([
+            {"partner_id": partner.id, "start_date": date(2027, 1, 15),
+             "line_ids": [(0, 0, {"product_id": product.id, "price_unit": 20.0})]}
+            for partner in (cls.partner, other)
+        ])
+        (cls.mine + cls.theirs).action_start()
+        new_test_user(cls.env, login="crm_portal_sub", groups="base.group_portal", partner_id=cls.contact.id)
+
+    def setUp(self):
+        super().setUp()
+        self.authenticate("crm_portal_sub", "crm_portal_sub")
+
+    def test_list_and_detail_show_only_own(self):
+        page = self.url_open("/my/subscriptions")
+        self.assertEqual(page.status_code, 200)
+        self.assertIn(self.mine.name, page.text)
+        self.assertNotIn(self.theirs.name, page.text)
+        detail = self.url_open(f"/my/subscriptions/{self.mine.id}")
+        self.assertEqual(detail.status_code, 200)
+        self.assertIn("Hosting", detail.text)
+        self.assertEqual(self.url_open(f"/my/subscriptions/{self.theirs.id}").status_code, 404)
+        self.assertEqual(self.url_open("/my/subscriptions/999999").status_code, 404)
+
+    def test_cancel_needs_csrf_and_a_reason_and_only_own(self):
+        detail = self.url_open(f"/my/subscriptions/{self.mine.id}").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', detail).group(1)
+        url = f"/my/subscriptions/{self.mine.id}/cancel"
+        with mute_logger("odoo.http"):
+            forged = self.url_open(url, data={"reason": "Too expensive"})  # no CSRF token
+        self.assertEqual(forged.status_code, 400)
+        self.assertFalse(self.mine.end_date)
+        self.url_open(url, data={"reason": "", "csrf_token": token})
+        self.assertFalse(self.mine.end_date)
+        done = self.url_open(url, data={"reason": "Too expensive", "csrf_token": token})
+        self.assertEqual(done.status_code, 200)
+        self.assertEqual(self.mine.end_date, date(2027, 1, 14))
+        self.assertIn("Too expensive", "".join(self.mine.message_ids.mapped("body")))
+        other = self.url_open(f"/my/subscriptions/{self.theirs.id}/cancel", data={"reason": "x", "csrf_token": token})
+        self.assertEqual(other.status_code, 404)
+        self.assertFalse(self.theirs.end_date)
