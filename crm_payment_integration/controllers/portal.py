@@ -199,3 +199,43 @@ class CrmSubscriptionPortal(CustomerPortal):
         if not subscription or not subscription.has_access("read") or subscription.sudo().state == "draft":
             raise NotFound()
         return subscription.sudo()
+
+
+class CrmPaymentMethodPortal(CustomerPortal):
+    """`/my/payment_method`: the customer's saved methods: add one on Stripe's page, remove
+    one, choose the default (the one subscriptions are charged to). Every change is a POST
+    form with a CSRF token, on the customer's own methods only."""
+
+    @http.route("/my/payment_method", type="http", auth="user", website=True)
+    def crm_my_payment_methods(self, **kwargs):
+        partner = request.env.user.partner_id.commercial_partner_id
+        values = self._prepare_portal_layout_values()
+        values.update({"tokens": partner.sudo()._crm_tokens(), "page_name": "crm_payment_method"})
+        return request.render("crm_payment_integration.portal_my_payment_methods", values)
+
+    @http.route("/my/payment_method/add", type="http", auth="user", methods=["POST"], website=True)
+    def crm_my_payment_method_add(self, **kwargs):
+        partner = request.env.user.partner_id.commercial_partner_id
+        tx = request.env["payment.transaction"].sudo()._crm_create(
+            partner.sudo(), 0.0, request.env.company.currency_id, "checkout", operation="validation"
+        )
+        return request.redirect(tx._crm_create_checkout_session(), local=False)
+
+    @http.route("/my/payment_method/<int:token_id>/default", type="http", auth="user", methods=["POST"], website=True)
+    def crm_my_payment_method_default(self, token_id, **kwargs):
+        partner, token = self._crm_own_token(token_id)
+        partner.sudo()._crm_set_default_token(token)
+        return request.redirect("/my/payment_method")
+
+    @http.route("/my/payment_method/<int:token_id>/remove", type="http", auth="user", methods=["POST"], website=True)
+    def crm_my_payment_method_remove(self, token_id, **kwargs):
+        partner, token = self._crm_own_token(token_id)
+        partner.sudo()._crm_remove_token(token)
+        return request.redirect("/my/payment_method")
+
+    def _crm_own_token(self, token_id):
+        partner = request.env.user.partner_id.commercial_partner_id
+        token = partner.sudo()._crm_tokens().filtered(lambda t: t.id == token_id)
+        if not token:
+            raise NotFound()
+        return partner, token

@@ -192,6 +192,31 @@ class ResPartner(models.Model):
         tx._crm_send_mail(template_xmlid)
         return tx
 
+    def _crm_set_default_token(self, token):
+        """Make a saved method the customer's default in Stripe, and the one their running
+        subscriptions are charged to."""
+        self.ensure_one()
+        partner = self.commercial_partner_id
+        provider_sudo = token.provider_id.sudo()
+        provider_sudo._crm_stripe_call(
+            "update_customer", token.provider_ref, {"invoice_settings": {"default_payment_method": token.stripe_payment_method}}
+        )
+        binding = self.env["crm.stripe.customer"].sudo()._crm_find(partner, provider_sudo)
+        if binding:
+            binding._crm_pull()
+        self.env["crm.subscription"].sudo().search(
+            [("partner_id", "=", partner.id), ("state", "in", ("trial", "active", "past_due", "paused"))]
+        ).payment_token_id = token
+
+    def _crm_remove_token(self, token):
+        """Detach a saved method in Stripe and archive its token; subscriptions charged to it
+        move to the customer's remaining default."""
+        self.ensure_one()
+        token.provider_id.sudo()._crm_stripe_call("detach_payment_method", token.stripe_payment_method)
+        token.sudo()._crm_archive()
+        replacement = self._crm_default_token(token.company_id)
+        self.env["crm.subscription"].sudo().search([("payment_token_id", "=", token.id)]).payment_token_id = replacement
+
     def action_crm_charge(self):
         """Open the wizard charging a free amount, with a reason, to a saved method."""
         self.ensure_one()

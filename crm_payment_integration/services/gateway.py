@@ -387,6 +387,11 @@ class StripeGateway:
     def retrieve_charge(self, charge_id):
         return self._call("charge.retrieve", self.client.v1.charges.retrieve, charge_id)
 
+    def detach_payment_method(self, payment_method_id):
+        return self._call(
+            "payment_method.detach", self.client.v1.payment_methods.detach, payment_method_id
+        )
+
     # --- webhook endpoints ----------------------------------------------------------------
 
     def create_webhook_endpoint(self, url, events, idempotency_key, description=None):

@@ -346,3 +346,41 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         other = self.url_open(f"/my/subscriptions/{self.theirs.id}/cancel", data={"reason": "x", "csrf_token": token})
         self.assertEqual(other.status_code, 404)
         self.assertFalse(self.theirs.end_date)
+
+    def test_payment_methods_page(self):
+        first = self._crm_save_card()
+        self._crm_attach_card(self.customer_id, number="5555555555554444", default=False)
+        self.partner.action_crm_stripe_sync()
+        second = self.partner._crm_tokens() - first
+        self.mine.payment_token_id = first
+        page = self.url_open("/my/payment_method")
+        self.assertEqual(page.status_code, 200)
+        self.assertEqual(page.text.count("o_crm_token_row"), 2)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        # Another customer's method, or no CSRF token: refused.
+        with mute_logger("odoo.http"):
+            self.assertEqual(self.url_open(f"/my/payment_method/{second.id}/default", data={"x": "1"}).status_code, 400)
+        other_token = self.env["payment.token"].create({
+            "provider_id": self.provider.id, "payment_method_id": first.payment_method_id.id,
+            "partner_id": self.theirs.partner_id.id, "provider_ref": "cus_other", "stripe_payment_method": "pm_other",
+            "payment_details": "0000",
+        })
+        self.assertEqual(self.url_open(f"/my/payment_method/{other_token.id}/remove", data={"csrf_token": token}).status_code, 404)
+        self.assertTrue(other_token.active)
+        # Choose the second as default: Stripe and the running subscription follow.
+        self.url_open(f"/my/payment_method/{second.id}/default", data={"csrf_token": token})
+        customer = self.gateway.retrieve_customer(self.customer_id)
+        self.assertEqual(customer["invoice_settings"]["default_payment_method"], second.stripe_payment_method)
+        self.assertEqual(self.mine.payment_token_id, second)
+        # Remove it: detached in Stripe, archived here, the subscription falls back to the first.
+        self.url_open(f"/my/payment_method/{second.id}/remove", data={"csrf_token": token})
+        self.assertFalse(second.active)
+        self.assertFalse(self.gateway.retrieve_payment_method(second.stripe_payment_method)["customer"])
+        self.assertEqual(self.mine.payment_token_id, first)
+        # Add one: straight to Stripe's setup page.
+        fake = FakeCheckout()
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
+            response = self.url_open("/my/payment_method/add", data={"csrf_token": token}, allow_redirects=False)
+        self.assertEqual(response.status_code, 303)
+        self.assertTrue(response.headers["Location"].startswith("https://checkout.stripe.com/"))
+        self.assertEqual(list(fake.sessions.values())[0]["mode"], "setup")
