@@ -384,3 +384,8 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         self.assertEqual(response.status_code, 303)
         self.assertTrue(response.headers["Location"].startswith("https://checkout.stripe.com/"))
         self.assertEqual(list(fake.sessions.values())[0]["mode"], "setup")
+
+    def test_tour_customer_cancels(self):
+        self.start_tour("/my/subscriptions", "crm_subscription_portal_cancel_tour", login="crm_portal_sub")
+        self.assertEqual(self.mine.end_date, date(2027, 1, 14))
+        self.assertIn("Too expensive for us", "".join(self.mine.message_ids.mapped("body")))

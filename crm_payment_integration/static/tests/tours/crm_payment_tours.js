@@ -53,3 +53,28 @@ registry.category("web_tour.tours").add("crm_payment_request_tour", {
         },
     ],
 });
+
+// A portal customer cancels a subscription at the end of its period, with a reason.
+registry.category("web_tour.tours").add("crm_subscription_portal_cancel_tour", {
+    steps: () => [
+        {
+            content: "Open the subscription from the list",
+            trigger: ".o_crm_subscription_row a",
+            run: "click",
+        },
+        {
+            content: "Say why",
+            trigger: ".o_crm_subscription_cancel input[name='reason']",
+            run: "edit Too expensive for us",
+        },
+        {
+            content: "Cancel",
+            trigger: ".o_crm_subscription_cancel button[type='submit']",
+            run: "click",
+        },
+        {
+            content: "The page says when it ends",
+            trigger: ".o_crm_subscription_page .alert-success:contains('ends on')",
+        },
+    ],
+});
