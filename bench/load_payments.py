@@ -6,8 +6,6 @@ number of transactions and the same senders. Prints both, their ratio and the we
 Usage: python3 bench/load_payments.py ODOO_URL DB PROVIDER_ID SECRET INTENTS_FILE [SENDERS]
 """
 
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -17,27 +15,7 @@ from urllib.parse import urlsplit
 
 import psycopg2
 
-from load_webhook import run
-
-
-def signed(path, secret, event_type, obj):
-    now = int(time.time())
-    body = json.dumps(
-        {
-            "id": "evt_bench_" + os.urandom(10).hex(),
-            "object": "event",
-            "api_version": "2026-10-28.endive",
-            "created": now,
-            "data": {"object": obj},
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": event_type,
-        }
-    )
-    signature = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json", "Stripe-Signature": f"t={now},v1={signature}"}
-    return ("POST", path, body, headers)
+from load_webhook import run, signed_event
 
 
 def reconciled(cursor, invoice_ids):
@@ -106,7 +84,7 @@ def main():
         ("crm", ours_path, None),
     ):
         items = flows[name]
-        requests = [signed(path, secret, "payment_intent.succeeded", item["intent"]) for item in items]
+        requests = [signed_event(path, secret, "payment_intent.succeeded", item["intent"]) for item in items]
         results[name] = measure(parts, db, requests, [item["invoice_id"] for item in items], senders, kick)
 
     print(f"transactions per flow: {len(flows['crm'])}, senders: {senders}")

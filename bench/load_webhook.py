@@ -21,6 +21,26 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+def signed_event(path, secret, event_type, obj):
+    """A POST of a Stripe event around ``obj``, signed as Stripe signs it."""
+    now = int(time.time())
+    body = json.dumps(
+        {
+            "id": "evt_bench_" + os.urandom(10).hex(),
+            "object": "event",
+            "api_version": "2026-10-28.endive",
+            "created": now,
+            "data": {"object": obj},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": event_type,
+        }
+    )
+    signature = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+    return ("POST", path, body, {"Content-Type": "application/json", "Stripe-Signature": f"t={now},v1={signature}"})
+
+
 def run(host, port, requests, senders):
     """Send ``requests`` (method, path, body, headers) from ``senders`` threads; return stats."""
     latencies, failures = [], []
@@ -66,26 +86,9 @@ def main():
     customers = json.load(open(customers_file))
     parts = urlsplit(url)
     path = f"/crm_payment/stripe/webhook/{provider_id}"
-    events = []
-    now = int(time.time())
-    for i in range(count):
-        customer = customers[i % len(customers)]
-        event = {
-            "id": "evt_bench_" + os.urandom(10).hex(),
-            "object": "event",
-            "api_version": "2026-10-28.endive",
-            "created": now,
-            "data": {"object": customer},
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": "customer.updated",
-        }
-        body = json.dumps(event)
-        signature = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-        events.append(
-            ("POST", path, body, {"Content-Type": "application/json", "Stripe-Signature": f"t={now},v1={signature}"})
-        )
+    events = [
+        signed_event(path, secret, "customer.updated", customers[i % len(customers)]) for i in range(count)
+    ]
     health = [("GET", "/web/health", None, {})] * count
     # Warm both routes up (worker start, registry load).
     run(parts.hostname, parts.port, health[:50], senders)

@@ -7,20 +7,15 @@ for the load generator.
 
 import json
 import os
+import sys
 
-from odoo.addons.crm_payment_integration.services.gateway import StripeGateway, make_idempotency_key
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from bench_provider import configure_provider  # noqa: E402
+
+from odoo.addons.crm_payment_integration.services.gateway import StripeGateway, make_idempotency_key  # noqa: E402
 
 count = int(os.environ.get("CUSTOMERS", "500"))
-provider = env.ref("payment.payment_provider_stripe")  # noqa: F821
-provider.write(
-    {
-        "state": "test",
-        "stripe_secret_key": "sk_test_bench",
-        "stripe_publishable_key": "pk_test_bench",
-        "crm_api_base": os.environ["LOCALSTRIPE_URL"],
-        "crm_webhook_secret": os.environ["WEBHOOK_SECRET"],
-    }
-)
+provider = configure_provider(env)  # noqa: F821
 gateway = StripeGateway("sk_test_bench", os.environ["LOCALSTRIPE_URL"])
 partners = env["res.partner"].create(  # noqa: F821
     [{"name": f"Bench Customer {i}", "is_company": True, "email": f"c{i}@example.com"} for i in range(count)]

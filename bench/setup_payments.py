@@ -8,20 +8,16 @@ webhook matches) and ``metadata.reference`` (what this add-on matches).
 
 import json
 import os
+import sys
+
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from bench_provider import configure_provider  # noqa: E402
+
+from odoo.addons.payment.utils import to_minor_currency_units  # noqa: E402
 
 count = int(os.environ.get("PAYMENTS", "500"))
 env = env  # noqa: F821
-provider = env.ref("payment.payment_provider_stripe")
-provider.write(
-    {
-        "state": "test",
-        "stripe_secret_key": "sk_test_bench",
-        "stripe_publishable_key": "pk_test_bench",
-        "stripe_webhook_secret": os.environ["WEBHOOK_SECRET"],
-        "crm_api_base": os.environ["LOCALSTRIPE_URL"],
-        "crm_webhook_secret": os.environ["WEBHOOK_SECRET"],
-    }
-)
+provider = configure_provider(env)
 if not provider.journal_id:
     provider.journal_id = env["account.journal"].search(
         [("type", "=", "bank"), ("company_id", "=", provider.company_id.id)], limit=1
@@ -67,7 +63,7 @@ txs = env["payment.transaction"].create(
 env.cr.commit()
 intents = []
 for tx in txs:
-    minor = round(tx.amount * 100)
+    minor = to_minor_currency_units(tx.amount, tx.currency_id)
     intents.append(
         {
             "flow": "crm" if tx.crm_flow else "odoo",

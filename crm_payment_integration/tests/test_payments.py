@@ -162,8 +162,9 @@ class TestOffSessionPayments(CrmPaymentCommon):
             tx.provider_reference = "pi_burst" + str(tx.id)
             tx._set_pending()
             intent = stripe_fixture("payment_intent")
+            minor = tx._crm_minor_amount()
             intent.update(
-                id=tx.provider_reference, amount=round(amount * 100), amount_received=round(amount * 100),
+                id=tx.provider_reference, amount=minor, amount_received=minor,
                 currency="usd", status="succeeded", customer=self.customer_id,
                 metadata={"reference": tx.reference}, last_payment_error=None,
             )
