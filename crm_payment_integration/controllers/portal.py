@@ -6,6 +6,7 @@ from odoo import _, http
 from odoo.exceptions import AccessError, MissingError, UserError
 from odoo.http import request
 
+from odoo.addons.payment.controllers.portal import PaymentPortal
 from odoo.addons.portal.controllers.portal import CustomerPortal
 
 from ..services.gateway import StripeGatewayError
@@ -201,13 +202,14 @@ class CrmSubscriptionPortal(CustomerPortal):
         return subscription.sudo()
 
 
-class CrmPaymentMethodPortal(CustomerPortal):
-    """`/my/payment_method`: the customer's saved methods: add one on Stripe's page, remove
+class CrmPaymentMethodPortal(PaymentPortal):
+    """`/my/payment_method` (Odoo's own route, taken over): the customer's saved methods: add one on Stripe's page, remove
     one, choose the default (the one subscriptions are charged to). Every change is a POST
     form with a CSRF token, on the customer's own methods only."""
 
-    @http.route("/my/payment_method", type="http", auth="user", website=True)
-    def crm_my_payment_methods(self, **kwargs):
+    @http.route()
+    def payment_method(self, **kwargs):
+        """Replaces Odoo's page on the same URL (one route, one page) for Stripe's methods."""
         partner = request.env.user.partner_id.commercial_partner_id
         values = self._prepare_portal_layout_values()
         values.update({"tokens": partner.sudo()._crm_tokens(), "page_name": "crm_payment_method"})

@@ -149,7 +149,12 @@ class AccountMove(models.Model):
     def _cron_close_paid_pages(self):
         """Expire the Stripe pages still open for invoices paid by other means."""
         txs = self.env["payment.transaction"].sudo().search(
-            [("crm_flow", "=", "checkout"), ("state", "=", "draft"), ("crm_checkout_session_id", "!=", False)]
+            [
+                ("crm_flow", "=", "checkout"),
+                ("state", "=", "draft"),
+                ("crm_checkout_session_id", "!=", False),
+                ("invoice_ids.payment_state", "in", ("paid", "in_payment")),
+            ]
         )
         for tx in txs:
             invoices = tx.invoice_ids

@@ -95,6 +95,16 @@ class CrmSubscription(models.Model):
         ("interval_positive", "CHECK(interval_number > 0)", "The billing interval must be positive."),
     ]
 
+    @api.constrains("start_date", "trial_end_date", "end_date")
+    def _check_dates(self):
+        for subscription in self:
+            start = subscription.start_date
+            # Ending the day before the start is cancelling before the first period.
+            if (subscription.trial_end_date and subscription.trial_end_date < start) or (
+                subscription.end_date and subscription.end_date < start - relativedelta(days=1)
+            ):
+                raise UserError(_("The trial and the end of %s cannot come before its start.", subscription.name))
+
     @api.depends("line_ids.price_subtotal")
     def _compute_amounts(self):
         for subscription in self:
@@ -321,19 +331,22 @@ class CrmSubscription(models.Model):
         )
 
     def _charge_invoice(self, invoice, today=None):
-        """Charge the saved method off-session, or send the payment link without one."""
+        """Charge the saved method off-session, or send the payment link without one.
+
+        :return: whether the invoice is paid or being paid (False: declined, or a link sent)
+        """
         self.ensure_one()
         if invoice.currency_id.is_zero(invoice.amount_residual):
-            return
+            return True
         token = self.payment_token_id if self.payment_token_id.active else self.env["payment.token"]
         if not token:
             invoice._crm_send_payment_link(self.user_id or self.env.user)
-            return
-        already = invoice.transaction_ids.filtered(
+            return False
+        # A charge waiting for the customer (3-D Secure) or already paid is not made again.
+        if invoice.transaction_ids.filtered(
             lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized", "done")
-        )
-        if already:
-            return
+        ):
+            return True
         tx = self.env["payment.transaction"]._crm_create(
             invoice.partner_id, invoice.amount_residual, invoice.currency_id, "off_session",
             invoices=invoice, token=token, lead=self.lead_id,
@@ -341,6 +354,8 @@ class CrmSubscription(models.Model):
         tx._crm_charge_off_session()
         if tx.state == "error":
             self._payment_failed(tx, today or fields.Date.context_today(self))
+            return False
+        return True
 
     # === REMINDERS === #
 
@@ -482,13 +497,7 @@ class CrmSubscription(models.Model):
                 self._payment_recovered()
             return
         for invoice in unpaid:
-            tx = self.env["payment.transaction"]._crm_create(
-                invoice.partner_id, invoice.amount_residual, invoice.currency_id, "off_session",
-                invoices=invoice, token=token, lead=self.lead_id,
-            )
-            tx._crm_charge_off_session()
-            if tx.state == "error":
-                self._payment_failed(tx, today)
+            if not self._charge_invoice(invoice, today):
                 return
         self._payment_recovered()
 
@@ -537,6 +546,12 @@ class CrmSubscriptionLine(models.Model):
     discount = fields.Float(string="Discount (%)", digits="Discount")
     tax_ids = fields.Many2many("account.tax", string="Taxes", domain=[("type_tax_use", "=", "sale")])
     price_subtotal = fields.Monetary(compute="_compute_price_subtotal", store=True)
+
+    _sql_constraints = [
+        ("quantity_positive", "CHECK(quantity >= 0)", "A subscription line cannot have a negative quantity."),
+        ("price_positive", "CHECK(price_unit >= 0)", "A subscription line cannot have a negative price."),
+        ("discount_range", "CHECK(discount >= 0 AND discount <= 100)", "A discount is between 0 and 100%."),
+    ]
 
     def write(self, vals):
         """A quantity or price changed during a running period is prorated."""

@@ -77,9 +77,7 @@ class PaymentTransaction(models.Model):
         provider_sudo._crm_check_stripe()
         if operation != "validation":
             self._crm_check_amount_is_payable(amount, currency)
-        payment_method = token.payment_method_id if token else self.env["payment.method"].sudo().with_context(active_test=False).search(
-            [("code", "=", "card")], limit=1
-        )
+        payment_method = token.payment_method_id if token else self.env.ref("payment.payment_method_card")
         values = {
             "provider_id": provider_sudo.id,
             "payment_method_id": payment_method.id,
@@ -895,7 +893,7 @@ class PaymentTransaction(models.Model):
         amount = payment_utils.to_major_currency_units(intent.get("amount") or 0, currency)
         values = {
             "provider_id": provider_sudo.id,
-            "payment_method_id": self.env["payment.method"].sudo().with_context(active_test=False).search([("code", "=", "card")], limit=1).id,
+            "payment_method_id": self.env.ref("payment.payment_method_card").id,
             "partner_id": binding.partner_id.id,
             "amount": amount,
             "currency_id": currency.id,

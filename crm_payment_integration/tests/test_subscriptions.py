@@ -5,6 +5,7 @@ from unittest.mock import patch
 import psycopg2
 from dateutil.relativedelta import relativedelta
 
+from odoo.exceptions import UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
@@ -272,6 +273,25 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual(credit.amount_total, 24.19)
         self.assertEqual(credit.state, "posted")
         self.assertFalse(subscription.adjustment_ids)
+
+    def test_bad_lines_and_dates_refused(self):
+        subscription = self._subscription()
+        for values in ({"quantity": -1}, {"price_unit": -5.0}, {"discount": 150.0}):
+            with mute_logger("odoo.sql_db"), self.assertRaises(psycopg2.IntegrityError), self.env.cr.savepoint():
+                subscription.line_ids.write(values)
+                subscription.line_ids.flush_recordset()
+        with self.assertRaisesRegex(UserError, "cannot come before its start"):
+            subscription.end_date = date(2026, 12, 31)
+
+    def test_retry_does_not_charge_again_while_a_charge_waits(self):
+        subscription = self._subscription(self._crm_save_card("4000002500003155"))  # needs 3-D Secure
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        invoice = subscription.invoice_ids
+        self.assertEqual(invoice.transaction_ids.state, "pending")
+        subscription.write({"state": "past_due", "dunning_next_date": date(2027, 1, 16)})
+        self._bill(date(2027, 1, 16))
+        self.assertEqual(len(invoice.transaction_ids), 1)
 
     def test_renewal_and_card_expiry_reminders_sent_once(self):
         self._crm_attach_card(self.customer_id, exp_year=2027)  # expires end of August 2027

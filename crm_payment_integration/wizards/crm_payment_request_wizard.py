@@ -94,6 +94,8 @@ class CrmPaymentRequestWizard(models.TransientModel):
             raise UserError(_("Set the customer of the opportunity first."))
         if self.currency_id.compare_amounts(self.amount, 0.0) <= 0:
             raise UserError(_("The amount to pay must be positive."))
+        if self.request_type == "deposit" and not 0 < self.deposit_percent <= 100:
+            raise UserError(_("A deposit is between 0 and 100% of the total."))
         if self.request_type == "deposit" and self.currency_id.compare_amounts(self.amount, self.total_amount) > 0:
             raise UserError(_("A deposit cannot be more than the total amount."))
         self.env["payment.transaction"]._crm_check_amount_is_payable(self.amount, self.currency_id)
