@@ -6,6 +6,26 @@ from odoo.exceptions import UserError
 from .const import HARD_DECLINE_CODES
 
 
+def notification(message, title=None, kind="success", sticky=False, reload=True):
+    """The client action showing a notification, then reloading the view (or closing a dialog).
+
+    :param str kind: ``success``, ``warning``, ``danger`` or ``info``
+    """
+    return {
+        "type": "ir.actions.client",
+        "tag": "display_notification",
+        "params": {
+            "title": title,
+            "message": message,
+            "type": kind,
+            "sticky": sticky,
+            "next": {"type": "ir.actions.client", "tag": "soft_reload"}
+            if reload
+            else {"type": "ir.actions.act_window_close"},
+        },
+    }
+
+
 def decline_reason(decline_code):
     """Return a decline code of Stripe in words a salesperson can repeat to the customer.
 

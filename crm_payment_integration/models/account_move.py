@@ -3,6 +3,8 @@ import logging
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
+from .. import utils
+
 _logger = logging.getLogger(__name__)
 
 
@@ -71,9 +73,9 @@ class AccountMove(models.Model):
             raise UserError(_("Only salespeople and billing users can send payment links."))
         self.check_access("read")
         self.sudo()._crm_send_payment_link(self.env.user)
-        return self._crm_notification(
-            _("Payment link sent"),
+        return utils.notification(
             _("The customer received the link to pay %(count)s invoice(s) on Stripe.", count=len(self)),
+            title=_("Payment link sent"),
         )
 
     def action_crm_charge_saved_method(self):
@@ -119,8 +121,8 @@ class AccountMove(models.Model):
             )
         move.transaction_ids.filtered(lambda tx: tx.crm_flow == "checkout")._crm_expire_checkout_session()
         if move.currency_id.is_zero(move.amount_residual):
-            return self._crm_notification(
-                _("Already paid"), _("The customer paid %s on Stripe's page meanwhile.", move.name)
+            return utils.notification(
+                _("The customer paid %s on Stripe's page meanwhile.", move.name), title=_("Already paid")
             )
         tx = self.env["payment.transaction"]._crm_create(
             move.partner_id, move.amount_residual, move.currency_id, "off_session",
@@ -228,16 +230,3 @@ class AccountMove(models.Model):
         """The customer's lasting link: it opens a current hosted page for the amount due."""
         self.ensure_one()
         return f"{self.get_base_url()}/crm_payment/stripe/pay/{self.id}?access_token={self._portal_ensure_token()}"
-
-    def _crm_notification(self, title, message, kind="success", sticky=False):
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "title": title,
-                "message": message,
-                "type": kind,
-                "sticky": sticky,
-                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
-            },
-        }

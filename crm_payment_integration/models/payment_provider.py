@@ -114,17 +114,9 @@ class PaymentProvider(models.Model):
             utils.raise_user_error(error, provider_sudo)
         provider_sudo.write({"crm_webhook_endpoint_id": endpoint_id, "crm_webhook_secret": secret})
         _logger.info("registered stripe webhook endpoint %s for provider %s", endpoint_id, self.id)
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "type": "success",
-                "message": _(
-                    "Stripe now sends %(count)s event types to %(url)s.", count=len(events), url=url
-                ),
-                "next": {"type": "ir.actions.act_window_close"},
-            },
-        }
+        return utils.notification(
+            _("Stripe now sends %(count)s event types to %(url)s.", count=len(events), url=url), reload=False
+        )
 
     # === BUSINESS METHODS === #
 

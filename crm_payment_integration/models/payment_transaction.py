@@ -948,7 +948,7 @@ class PaymentTransaction(models.Model):
                 "email with the link.",
                 amount=amount,
             )
-        return self.env["account.move"]._crm_notification(title, message, kind=kind, sticky=kind != "success")
+        return utils.notification(message, title=title, kind=kind, sticky=kind != "success")
 
     def _crm_refundable(self):
         """The paid Stripe payments among these transactions that can still be refunded."""

@@ -1,6 +1,8 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
+from .. import utils
+
 from .crm_stripe_customer import SYNCED_PARTNER_FIELDS
 
 
@@ -177,8 +179,9 @@ class ResPartner(models.Model):
             body=_("Link to save a payment method sent to %(email)s.", email=partner.email),
             author_id=self.env.user.partner_id.id,
         )
-        return self.env["account.move"]._crm_notification(
-            _("Link sent"), _("%(partner)s received a link to save a payment method.", partner=partner.display_name)
+        return utils.notification(
+            _("%(partner)s received a link to save a payment method.", partner=partner.display_name),
+            title=_("Link sent"),
         )
 
     def _crm_send_setup_link(self, template_xmlid="crm_payment_integration.mail_template_crm_payment_setup", company=None):
@@ -296,14 +299,4 @@ class ResPartner(models.Model):
             if not binding_sudo._crm_pull():
                 # Deleted in Stripe meanwhile: start over with a new customer.
                 Binding._crm_ensure_customer(partner, provider_sudo)._crm_pull()
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "type": "success",
-                "message": _(
-                    "%(count)s partner(s) synchronised with Stripe.", count=len(partners)
-                ),
-                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
-            },
-        }
+        return utils.notification(_("%(count)s partner(s) synchronised with Stripe.", count=len(partners)))

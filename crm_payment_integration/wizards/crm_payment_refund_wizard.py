@@ -2,6 +2,8 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import format_amount
 
+from .. import utils
+
 
 class CrmPaymentRefundWizard(models.TransientModel):
     """Refund all or part of a Stripe payment; a credit note is created and reconciled."""
@@ -71,9 +73,9 @@ class CrmPaymentRefundWizard(models.TransientModel):
                 raise UserError(_("This payment is not one of %s.", self.invoice_id.display_name))
         refund_tx = self.transaction_id.sudo()._crm_refund(self.amount)
         title = _("Refund sent") if refund_tx.state == "done" else _("Refund requested")
-        return self.env["account.move"]._crm_notification(
-            title,
-            _("%(amount)s refunded on %(reference)s (%(state)s).",
+        return utils.notification(
+            title=title,
+            message=_("%(amount)s refunded on %(reference)s (%(state)s).",
               amount=format_amount(self.env, self.amount, self.currency_id),
               reference=self.transaction_id.reference, state=refund_tx.state),
         )

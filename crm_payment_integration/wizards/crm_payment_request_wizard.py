@@ -2,6 +2,8 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import format_amount
 
+from .. import utils
+
 
 class CrmPaymentRequestWizard(models.TransientModel):
     """Ask the customer of an opportunity for a deposit or the full amount on Stripe."""
@@ -130,7 +132,7 @@ class CrmPaymentRequestWizard(models.TransientModel):
                 "view_mode": "form",
                 "views": [(False, "form")],
             }
-        return invoice._crm_notification(
-            _("Payment requested"),
+        return utils.notification(
             _("%(invoice)s was created and its payment link sent to the customer.", invoice=invoice.name),
+            title=_("Payment requested"),
         )
