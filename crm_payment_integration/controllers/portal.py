@@ -1,6 +1,6 @@
 import logging
 
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import Forbidden, NotFound
 
 from odoo import _, http
 from odoo.exceptions import AccessError, MissingError, UserError
@@ -192,6 +192,29 @@ class CrmSubscriptionPortal(CustomerPortal):
             return request.redirect(f"/my/subscriptions/{subscription.id}?message=reason")
         subscription.action_cancel_at_period_end(_("cancelled by the customer: %s", reason))
         return request.redirect(f"/my/subscriptions/{subscription.id}?message=cancelled")
+
+    @http.route(
+        "/my/subscriptions/<int:subscription_id>/<any(pause,resume):action>",
+        type="http",
+        auth="user",
+        methods=["POST"],
+        website=True,
+    )
+    def crm_my_subscription_pause(self, subscription_id, action, **kwargs):
+        """Pause or resume, where the subscription's plan lets the customer do it. A
+        subscription paused for want of payment is resumed by paying, not here."""
+        subscription = self._crm_subscription_or_404(subscription_id)
+        if not subscription.portal_pause:
+            raise Forbidden()
+        if action == "pause" and subscription.state == "active":
+            subscription.action_pause()
+            subscription.message_post(body=_("Paused by the customer."))
+        elif action == "resume" and subscription.state == "paused" and not subscription.dunning_attempts:
+            subscription.action_resume()
+            subscription.message_post(body=_("Resumed by the customer."))
+        else:
+            return request.redirect(f"/my/subscriptions/{subscription.id}")
+        return request.redirect(f"/my/subscriptions/{subscription.id}?message={action}d")
 
     def _crm_subscription_or_404(self, subscription_id):
         """The subscription if the user may read it (record rules), then in sudo, as Odoo's

@@ -9,3 +9,4 @@ from . import crm_lead
 from . import res_company
 from . import res_config_settings
 from . import crm_subscription
+from . import crm_subscription_template

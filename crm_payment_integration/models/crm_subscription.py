@@ -41,6 +41,10 @@ class CrmSubscription(models.Model):
     )
     user_id = fields.Many2one("res.users", string="Salesperson", default=lambda self: self.env.user, tracking=True)
     lead_id = fields.Many2one("crm.lead", string="Opportunity", index="btree_not_null", check_company=True)
+    template_id = fields.Many2one(
+        "crm.subscription.template", string="Plan", check_company=True, index="btree_not_null", tracking=True
+    )
+    portal_pause = fields.Boolean(related="template_id.portal_pause", string="Customer Can Pause")
     line_ids = fields.One2many("crm.subscription.line", "subscription_id", string="Lines", copy=True)
     interval_number = fields.Integer(string="Every", required=True, default=1)
     interval_unit = fields.Selection(
@@ -132,9 +136,19 @@ class CrmSubscription(models.Model):
         for subscription in self:
             subscription.invoice_count = counts.get(subscription, 0)
 
+    @api.onchange("template_id")
+    def _onchange_template_id(self):
+        if self.template_id:
+            self.update(self.template_id._crm_subscription_values(self.start_date or fields.Date.context_today(self)))
+
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
+            if vals.get("template_id") and not vals.get("line_ids"):
+                # Created from a plan by code (an opportunity, an import): the plan fills it in.
+                template = self.env["crm.subscription.template"].browse(vals["template_id"])
+                start = fields.Date.to_date(vals.get("start_date")) or fields.Date.context_today(self)
+                vals.update({**template._crm_subscription_values(start), **{k: v for k, v in vals.items() if k != "line_ids"}})
             if vals.get("name", _("New")) == _("New"):
                 vals["name"] = self.env["ir.sequence"].next_by_code("crm.subscription") or _("New")
         return super().create(vals_list)

@@ -6,7 +6,7 @@ import psycopg2
 from dateutil.relativedelta import relativedelta
 
 from odoo.exceptions import UserError
-from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tests import Form, HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
 from .common import CrmPaymentCommon, FakeCheckout, StripeHttpMock
@@ -128,6 +128,40 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual(self._bill(date(2099, 2, 1)), 1)
         self.assertEqual(subscription.state, "active")
         self.assertEqual(subscription.invoice_ids.crm_period_start, date(2099, 2, 1))
+
+    def test_created_from_a_plan(self):
+        tax = self.env["account.tax"].create({"name": "VAT 21", "amount": 21, "type_tax_use": "sale"})
+        plan = self.env["crm.subscription.template"].create(
+            {
+                "name": "Quarterly support",
+                "interval_number": 3,
+                "interval_unit": "month",
+                "trial_days": 14,
+                "line_ids": [(0, 0, {"product_id": self.product.id, "quantity": 3, "price_unit": 40.0, "tax_ids": [(6, 0, tax.ids)]})],
+            }
+        )
+        subscription = self.env["crm.subscription"].create(
+            {"partner_id": self.partner.id, "start_date": date(2027, 1, 15), "template_id": plan.id}
+        )
+        self.assertEqual((subscription.interval_number, subscription.interval_unit), (3, "month"))
+        self.assertEqual(subscription.trial_end_date, date(2027, 1, 29))
+        self.assertEqual(
+            (subscription.line_ids.quantity, subscription.line_ids.price_unit, subscription.line_ids.tax_ids), (3, 40.0, tax)
+        )
+        self.assertEqual(subscription.mrr, 0.0)
+        with patch("odoo.fields.Date.context_today", return_value=date(2027, 1, 15)):
+            subscription.action_start()
+        self.assertEqual((subscription.state, subscription.next_invoice_date), ("trial", date(2027, 1, 29)))
+        self.assertEqual(plan.subscription_count, 1)
+        # In the form, choosing the plan fills the subscription in; it can then be changed.
+        with Form(self.env["crm.subscription"]) as form:
+            form.partner_id = self.partner
+            form.template_id = plan
+            self.assertEqual(len(form.line_ids), 1)
+            with form.line_ids.edit(0) as line:
+                line.quantity = 5
+        self.assertEqual(form.record.line_ids.quantity, 5)
+        self.assertEqual(form.record.interval_number, 3)
 
     def test_mrr_normalised_per_month_in_company_currency(self):
         yearly = self._subscription(interval_unit="year")
@@ -404,6 +438,38 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         self.assertEqual(response.status_code, 303)
         self.assertTrue(response.headers["Location"].startswith("https://checkout.stripe.com/"))
         self.assertEqual(list(fake.sessions.values())[0]["mode"], "setup")
+
+    def test_pause_and_resume_only_where_the_plan_allows(self):
+        detail = self.url_open(f"/my/subscriptions/{self.mine.id}").text
+        self.assertNotIn("o_crm_subscription_pause", detail)
+        self.assertIn("/my/payment_method", detail)  # change the payment method from here
+        token = re.search(r'name="csrf_token" value="([^"]+)"', detail).group(1)
+        pause = f"/my/subscriptions/{self.mine.id}/pause"
+        with mute_logger("odoo.http"):
+            self.assertEqual(self.url_open(pause, data={"csrf_token": token}).status_code, 403)
+        self.assertEqual(self.mine.state, "active")
+        plan = self.env["crm.subscription.template"].create({"name": "Flexible", "portal_pause": True})
+        (self.mine + self.theirs).template_id = plan
+        detail = self.url_open(f"/my/subscriptions/{self.mine.id}").text
+        self.assertIn("o_crm_subscription_pause", detail)
+        with mute_logger("odoo.http"):
+            self.assertEqual(self.url_open(pause, data={"x": "1"}).status_code, 400)  # no CSRF token
+        self.assertEqual(self.mine.state, "active")
+        self.assertEqual(
+            self.url_open(f"/my/subscriptions/{self.theirs.id}/pause", data={"csrf_token": token}).status_code, 404
+        )
+        self.assertEqual(self.theirs.state, "active")
+        page = self.url_open(pause, data={"csrf_token": token})
+        self.assertEqual(page.status_code, 200)
+        self.assertEqual(self.mine.state, "paused")
+        self.assertIn("o_crm_subscription_resume", page.text)
+        self.url_open(f"/my/subscriptions/{self.mine.id}/resume", data={"csrf_token": token})
+        self.assertEqual(self.mine.state, "active")
+        self.assertIn("Resumed by the customer", "".join(self.mine.message_ids.mapped("body")))
+        # Paused for want of payment, it is resumed by paying, not from the portal.
+        self.mine.write({"state": "paused", "dunning_attempts": 4})
+        self.url_open(f"/my/subscriptions/{self.mine.id}/resume", data={"csrf_token": token})
+        self.assertEqual(self.mine.state, "paused")
 
     def test_tour_customer_cancels(self):
         self.start_tour("/my/subscriptions", "crm_subscription_portal_cancel_tour", login="crm_portal_sub")

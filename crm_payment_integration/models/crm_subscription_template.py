@@ -1,0 +1,99 @@
+from dateutil.relativedelta import relativedelta
+
+from odoo import api, fields, models
+
+
+class CrmSubscriptionTemplate(models.Model):
+    """A plan: what is sold, how often it is billed, the trial, and what the customer may do
+    in the portal. A subscription created from it copies it and can then be changed."""
+
+    _name = "crm.subscription.template"
+    _description = "Subscription Plan"
+    _order = "sequence, id"
+    _check_company_auto = True
+
+    name = fields.Char(required=True, translate=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True)
+    company_id = fields.Many2one("res.company", default=lambda self: self.env.company, index=True)
+    interval_number = fields.Integer(string="Every", required=True, default=1)
+    interval_unit = fields.Selection(
+        [("day", "Days"), ("week", "Weeks"), ("month", "Months"), ("year", "Years")],
+        required=True,
+        default="month",
+    )
+    trial_days = fields.Integer(string="Trial Days")
+    portal_pause = fields.Boolean(
+        string="Customers Can Pause",
+        help="Customers pause and resume their subscription themselves in the portal.",
+    )
+    line_ids = fields.One2many("crm.subscription.template.line", "template_id", string="Lines", copy=True)
+    subscription_count = fields.Integer(compute="_compute_subscription_count")
+
+    _sql_constraints = [
+        ("interval_positive", "CHECK(interval_number > 0)", "The billing interval must be positive."),
+        ("trial_positive", "CHECK(trial_days >= 0)", "The trial cannot be negative."),
+    ]
+
+    def _compute_subscription_count(self):
+        counts = dict(
+            self.env["crm.subscription"]._read_group([("template_id", "in", self.ids)], ["template_id"], ["__count"])
+        )
+        for template in self:
+            template.subscription_count = counts.get(template, 0)
+
+    def _crm_subscription_values(self, start_date):
+        """What a subscription starting on ``start_date`` takes from the plan."""
+        self.ensure_one()
+        return {
+            "interval_number": self.interval_number,
+            "interval_unit": self.interval_unit,
+            "trial_end_date": start_date + relativedelta(days=self.trial_days) if self.trial_days else False,
+            "line_ids": [(5, 0, 0)]
+            + [
+                (
+                    0,
+                    0,
+                    {
+                        "product_id": line.product_id.id,
+                        "name": line.name,
+                        "quantity": line.quantity,
+                        "price_unit": line.price_unit,
+                        "discount": line.discount,
+                        "tax_ids": [(6, 0, line.tax_ids.ids)],
+                    },
+                )
+                for line in self.line_ids
+            ],
+        }
+
+    def action_view_subscriptions(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("crm_payment_integration.crm_subscription_action")
+        action.update({"domain": [("template_id", "=", self.id)], "context": {"default_template_id": self.id}})
+        return action
+
+
+class CrmSubscriptionTemplateLine(models.Model):
+    _name = "crm.subscription.template.line"
+    _description = "Subscription Plan Line"
+
+    template_id = fields.Many2one("crm.subscription.template", required=True, ondelete="cascade", index=True)
+    company_id = fields.Many2one(related="template_id.company_id", store=True)
+    product_id = fields.Many2one("product.product", required=True, check_company=True)
+    name = fields.Char(string="Description")
+    quantity = fields.Float(default=1.0, digits="Product Unit of Measure")
+    price_unit = fields.Float(string="Unit Price", digits="Product Price")
+    discount = fields.Float(string="Discount (%)", digits="Discount")
+    tax_ids = fields.Many2many("account.tax", string="Taxes", domain=[("type_tax_use", "=", "sale")])
+
+    _sql_constraints = [
+        ("quantity_positive", "CHECK(quantity >= 0)", "A plan line cannot have a negative quantity."),
+        ("price_positive", "CHECK(price_unit >= 0)", "A plan line cannot have a negative price."),
+    ]
+
+    @api.onchange("product_id")
+    def _onchange_product_id(self):
+        for line in self.filtered("product_id"):
+            line.price_unit = line.product_id.lst_price
+            line.tax_ids = line.product_id.taxes_id.filtered(lambda t: t.company_id == line.template_id.company_id)
