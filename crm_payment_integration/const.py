@@ -32,6 +32,19 @@ EVENT_HANDLERS = {
     "checkout.session.async_payment_succeeded": "_crm_handle_checkout_session",
     "checkout.session.async_payment_failed": "_crm_handle_checkout_session",
     "checkout.session.expired": "_crm_handle_checkout_session",
+    # Stripe Billing, mirrored (see crm.subscription's managed_by)
+    "customer.subscription.created": "_crm_handle_stripe_subscription",
+    "customer.subscription.updated": "_crm_handle_stripe_subscription",
+    "customer.subscription.deleted": "_crm_handle_stripe_subscription",
+    "customer.subscription.paused": "_crm_handle_stripe_subscription",
+    "customer.subscription.resumed": "_crm_handle_stripe_subscription",
+    "invoice.created": "_crm_handle_stripe_invoice",
+    "invoice.finalized": "_crm_handle_stripe_invoice",
+    "invoice.paid": "_crm_handle_stripe_invoice",
+    "invoice.payment_succeeded": "_crm_handle_stripe_invoice",
+    "invoice.payment_failed": "_crm_handle_stripe_invoice",
+    "invoice.voided": "_crm_handle_stripe_invoice",
+    "invoice.marked_uncollectible": "_crm_handle_stripe_invoice",
 }
 
 # PaymentIntent statuses after which nothing changes: the signed event's object is applied as

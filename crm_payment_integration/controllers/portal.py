@@ -204,7 +204,7 @@ class CrmSubscriptionPortal(CustomerPortal):
         """Pause or resume, where the subscription's plan lets the customer do it. A
         subscription paused for want of payment is resumed by paying, not here."""
         subscription = self._crm_subscription_or_404(subscription_id)
-        if not subscription.portal_pause:
+        if not subscription.portal_pause or subscription.managed_by != "odoo":
             raise Forbidden()
         if action == "pause" and subscription.state == "active":
             subscription.action_pause()

@@ -10,3 +10,4 @@ from . import res_company
 from . import res_config_settings
 from . import crm_subscription
 from . import crm_subscription_template
+from . import crm_subscription_stripe

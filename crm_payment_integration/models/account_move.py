@@ -33,18 +33,26 @@ class AccountMove(models.Model):
     )
     crm_period_start = fields.Date(string="Service Period Start", copy=False, readonly=True)
     crm_period_end = fields.Date(string="Service Period End", copy=False, readonly=True)
+    crm_stripe_invoice_id = fields.Char(
+        string="Stripe Invoice", copy=False, readonly=True, help="The Stripe Billing invoice this invoice mirrors."
+    )
     crm_stripe_paid_amount = fields.Monetary(
         string="Paid with Stripe", compute="_compute_crm_stripe_paid_amount"
     )
 
     def init(self):
         super().init()
-        # One invoice per subscription and period, whatever happens to the billing run.
+        # One invoice per subscription and period, whatever happens to the billing run (Stripe
+        # Billing may invoice a period twice, a proration: its invoices are keyed by their id).
         self.env.cr.execute(
             """
-            CREATE UNIQUE INDEX IF NOT EXISTS account_move_crm_subscription_period_uniq
+            DROP INDEX IF EXISTS account_move_crm_subscription_period_uniq;
+            CREATE UNIQUE INDEX IF NOT EXISTS account_move_crm_subscription_period_key
                 ON account_move (crm_subscription_id, crm_period_start)
-             WHERE crm_subscription_id IS NOT NULL
+             WHERE crm_subscription_id IS NOT NULL AND crm_stripe_invoice_id IS NULL;
+            CREATE UNIQUE INDEX IF NOT EXISTS account_move_crm_stripe_invoice_uniq
+                ON account_move (crm_stripe_invoice_id)
+             WHERE crm_stripe_invoice_id IS NOT NULL;
             """
         )
 

@@ -511,6 +511,37 @@ class CrmPaymentEvent(models.Model):
             return _("Already applied (%s).", tx.state)
         return tx._crm_apply_checkout_session(session)
 
+    def _crm_handle_stripe_subscription(self):
+        """Mirror a Stripe Billing subscription as Stripe has it now (events may come in any
+        order; a deleted subscription is still readable, cancelled)."""
+        remote = self.provider_id._crm_stripe_call("retrieve_subscription", self.object_id)
+        if remote is None:
+            return _("The subscription no longer exists in Stripe.")
+        subscription = self.env["crm.subscription"]._crm_sync_stripe_subscription(
+            self.provider_id, remote, self._crm_batch_cache()
+        )
+        if not subscription:
+            return _("No customer for this subscription.")
+        return _("%(name)s is %(state)s.", name=subscription.name, state=subscription.state)
+
+    def _crm_handle_stripe_invoice(self):
+        """Mirror a Stripe Billing invoice and its payment, then its subscription's state."""
+        remote = self.provider_id._crm_stripe_call("retrieve_invoice", self.object_id)
+        cache = self._crm_batch_cache()
+        result = self.env["account.move"]._crm_sync_stripe_invoice(self.provider_id, remote, cache)
+        move = self.env["account.move"].sudo().search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
+        subscription = move.crm_subscription_id
+        key = ("subscription_read", subscription.id)
+        if subscription and key not in cache:
+            # A failed or recovered payment moves the subscription (past due, active).
+            cache[key] = True
+            remote_subscription = self.provider_id._crm_stripe_call(
+                "retrieve_subscription", subscription.stripe_subscription_id
+            )
+            if remote_subscription:
+                subscription._crm_apply_stripe_subscription(remote_subscription, cache)
+        return result
+
     def _crm_handle_charge_refunded(self):
         """Record the refunds of a charge (made in Odoo or in Stripe's dashboard) with their
         credit notes."""

@@ -381,3 +381,50 @@ class CrmStripeCustomer(models.Model):
                 binding_sudo.partner_id.id,
             )
         self.sudo().unlink()
+
+    @api.model
+    def _crm_import_customer(self, provider_sudo, customer_id, cache=None):
+        """Return the binding of a Stripe customer met in Stripe Billing, linking it to the
+        partner with the same email that has no Stripe customer yet, or to a new partner.
+
+        :return: the binding, sudo; empty when the customer does not exist in Stripe
+        """
+        cache = {} if cache is None else cache
+        if not customer_id:
+            return self.sudo().browse()
+        key = ("binding", provider_sudo.id, customer_id)
+        if key in cache:
+            return cache[key]
+        binding_sudo = self.sudo().search(
+            [("provider_id", "=", provider_sudo.id), ("stripe_customer_id", "=", customer_id)], limit=1
+        )
+        if not binding_sudo:
+            customer = provider_sudo._crm_stripe_call("retrieve_customer", customer_id)
+            if not customer:
+                return self.sudo().browse()
+            Partner = self.env["res.partner"].sudo()
+            partner = Partner.browse()
+            if customer.get("email"):
+                same_email = Partner.search(
+                    [("email", "=ilike", customer["email"]), ("company_id", "in", (False, provider_sudo.company_id.id))],
+                    limit=10,
+                ).commercial_partner_id
+                partner = same_email.filtered(lambda p: not self._crm_find(p, provider_sudo))[:1]
+            if not partner:
+                partner = Partner.with_context(crm_stripe_no_push=True).create(
+                    {
+                        "name": customer.get("name") or customer.get("email") or customer_id,
+                        "email": customer.get("email") or False,
+                        "is_company": not customer.get("email") or bool(customer.get("name")),
+                    }
+                )
+            binding_sudo = self.sudo().create(
+                {"partner_id": partner.id, "provider_id": provider_sudo.id, "stripe_customer_id": customer_id}
+            )
+            binding_sudo._crm_pull(customer)
+            partner.message_post(
+                body=_("Linked to Stripe customer %(customer)s from Stripe Billing.", customer=customer_id),
+                subtype_xmlid="mail.mt_note",
+            )
+        cache[key] = binding_sudo
+        return binding_sudo

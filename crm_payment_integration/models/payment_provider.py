@@ -118,6 +118,17 @@ class PaymentProvider(models.Model):
             _("Stripe now sends %(count)s event types to %(url)s.", count=len(events), url=url), reload=False
         )
 
+    def action_crm_import_stripe_subscriptions(self):
+        """Mirror the account's Stripe Billing subscriptions, their invoices and payments."""
+        self.ensure_one()
+        self.check_access("write")
+        provider_sudo = self.sudo()
+        provider_sudo._crm_check_stripe()
+        subscriptions = self.env["crm.subscription"]._crm_import_stripe_subscriptions(provider_sudo)
+        return utils.notification(
+            _("%(count)s Stripe Billing subscriptions are mirrored in Odoo.", count=len(subscriptions)), reload=False
+        )
+
     # === BUSINESS METHODS === #
 
     def _crm_check_stripe(self):

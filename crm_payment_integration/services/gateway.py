@@ -392,6 +392,62 @@ class StripeGateway:
             "payment_method.detach", self.client.v1.payment_methods.detach, payment_method_id
         )
 
+    # --- Stripe Billing (read, and cancel from Odoo) ----------------------------------------
+
+    def list_subscriptions(self, customer_id=None):
+        """Every subscription of the account (or of one customer), cancelled ones included."""
+        params = {"status": "all"}
+        if customer_id:
+            params["customer"] = customer_id
+        return self._list("subscription.list", self.client.v1.subscriptions.list, params=params)
+
+    def retrieve_subscription(self, subscription_id):
+        """Return the subscription, or ``None`` when it does not exist."""
+        try:
+            return self._call(
+                "subscription.retrieve", self.client.v1.subscriptions.retrieve, subscription_id
+            )
+        except StripeGatewayError as error:
+            if error.kind == "not_found":
+                return None
+            raise
+
+    def cancel_subscription(self, subscription_id):
+        return self._call(
+            "subscription.cancel", self.client.v1.subscriptions.cancel, subscription_id
+        )
+
+    def update_subscription(self, subscription_id, params):
+        return self._call(
+            "subscription.update",
+            self.client.v1.subscriptions.update,
+            subscription_id,
+            params=params,
+        )
+
+    def list_invoices(self, subscription_id):
+        return self._list(
+            "invoice.list", self.client.v1.invoices.list, params={"subscription": subscription_id}
+        )
+
+    def retrieve_invoice(self, invoice_id):
+        return self._call("invoice.retrieve", self.client.v1.invoices.retrieve, invoice_id)
+
+    def list_invoice_payments(self, invoice_id):
+        """The payments of an invoice (since API 2025-03-31 an invoice no longer names its
+        PaymentIntent)."""
+        return self._list(
+            "invoice_payment.list", self.client.v1.invoice_payments.list, params={"invoice": invoice_id}
+        )
+
+    def list_invoice_lines(self, invoice_id):
+        return self._list(
+            "invoice.lines", self.client.v1.invoices.line_items.list, invoice_id
+        )
+
+    def retrieve_product(self, product_id):
+        return self._call("product.retrieve", self.client.v1.products.retrieve, product_id)
+
     # --- webhook endpoints ----------------------------------------------------------------
 
     def create_webhook_endpoint(self, url, events, idempotency_key, description=None):

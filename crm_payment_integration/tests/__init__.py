@@ -8,3 +8,4 @@ from . import test_payments
 from . import test_checkout
 from . import test_tours
 from . import test_subscriptions
+from . import test_stripe_billing

@@ -178,6 +178,20 @@ class CrmStripeCommon(TransactionCase):
         )
         return provider
 
+    def _crm_listen_to_localstripe(self):
+        """Make localstripe send its webhooks to this test's server (an HttpCase), and stop
+        it at the end of the test: later tests get no stray deliveries on their cursor."""
+        self.env["ir.config_parameter"].sudo().set_param("web.base.url", self.base_url())
+        self.provider.invalidate_recordset(["crm_webhook_url"])
+        self.provider.action_crm_register_webhook()
+        self.addCleanup(
+            self.gateway.configure_localstripe_webhook,
+            self.provider.crm_webhook_endpoint_id,
+            "http://127.0.0.1:9/",
+            "whsec_off",
+            [],
+        )
+
     def _crm_customer(self, customer_id):
         return self.gateway.retrieve_customer(customer_id)
 

@@ -126,9 +126,7 @@ class TestLocalstripeEndToEnd(CrmStripeCommon, HttpCase):
     """localstripe delivers a signed customer.updated to the running test server."""
 
     def test_card_saved_in_stripe_appears_on_partner(self):
-        self.env["ir.config_parameter"].sudo().set_param("web.base.url", self.base_url())
-        self.provider.invalidate_recordset(["crm_webhook_url"])
-        self.provider.action_crm_register_webhook()
+        self._crm_listen_to_localstripe()
         self.partner.action_crm_stripe_sync()
         customer_id = self.partner.stripe_customer_id
         self.assertFalse(self.partner.payment_token_ids)

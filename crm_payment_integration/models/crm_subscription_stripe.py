@@ -1,0 +1,492 @@
+import logging
+from datetime import datetime, timezone
+
+from dateutil.relativedelta import relativedelta
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+from odoo.addons.payment import utils as payment_utils
+
+_logger = logging.getLogger(__name__)
+
+# Stripe subscription statuses and the state of their mirror.
+# See https://docs.stripe.com/api/subscriptions/object#subscription_object-status.
+STRIPE_STATES = {
+    "incomplete": "draft",
+    "incomplete_expired": "expired",
+    "trialing": "trial",
+    "active": "active",
+    "past_due": "past_due",
+    "unpaid": "past_due",
+    "paused": "paused",
+    "canceled": "cancelled",
+}
+
+# Stripe invoice statuses worth an Odoo invoice: a draft still changes, a voided draft never
+# asked for money.
+MIRRORED_INVOICE_STATUSES = ("open", "paid", "uncollectible", "void")
+
+
+def _date(timestamp):
+    return datetime.fromtimestamp(int(timestamp), tz=timezone.utc).date() if timestamp else False
+
+
+def _object_id(value):
+    return value.get("id") if isinstance(value, dict) else value
+
+
+class CrmSubscription(models.Model):
+    """Subscriptions billed by Stripe Billing, mirrored read-only beside Odoo's own."""
+
+    _inherit = "crm.subscription"
+
+    managed_by = fields.Selection(
+        [("odoo", "Odoo"), ("stripe", "Stripe Billing")],
+        default="odoo",
+        required=True,
+        readonly=True,
+        copy=False,
+        index=True,
+        help="Stripe Billing subscriptions are invoiced and charged by Stripe; Odoo mirrors them.",
+    )
+    stripe_subscription_id = fields.Char(string="Stripe Subscription", readonly=True, copy=False, index="btree_not_null")
+    stripe_provider_id = fields.Many2one("payment.provider", string="Stripe Account", readonly=True, copy=False)
+    stripe_synced_at = fields.Datetime(string="Last Read from Stripe", readonly=True, copy=False)
+
+    _sql_constraints = [
+        (
+            "stripe_subscription_uniq",
+            "unique(stripe_provider_id, stripe_subscription_id)",
+            "A Stripe subscription is mirrored once.",
+        ),
+    ]
+
+    def _crm_check_managed_by_odoo(self):
+        stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
+        if stripe_managed and not self.env.context.get("crm_stripe_sync"):
+            raise UserError(_(
+                "%s is billed by Stripe Billing: change it in Stripe, Odoo follows.",
+                ", ".join(stripe_managed.mapped("name")),
+            ))
+
+    def action_start(self):
+        self._crm_check_managed_by_odoo()
+        return super().action_start()
+
+    def action_pause(self):
+        self._crm_check_managed_by_odoo()
+        return super().action_pause()
+
+    def action_resume(self):
+        self._crm_check_managed_by_odoo()
+        return super().action_resume()
+
+    def action_cancel(self, reason=None):
+        """A Stripe Billing subscription is cancelled in Stripe; its mirror follows the answer."""
+        stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
+        if stripe_managed and not self.env.context.get("crm_stripe_sync"):
+            for subscription in stripe_managed.filtered(lambda s: s.state not in ("cancelled", "expired")):
+                remote = subscription.stripe_provider_id.sudo()._crm_stripe_call(
+                    "cancel_subscription", subscription.stripe_subscription_id
+                )
+                subscription._crm_apply_stripe_subscription(remote)
+                subscription.message_post(body=_("Cancelled in Stripe: %s", reason) if reason else _("Cancelled in Stripe."))
+            self -= stripe_managed
+        return super().action_cancel(reason=reason)
+
+    def action_cancel_at_period_end(self, reason=None):
+        stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
+        if stripe_managed and not self.env.context.get("crm_stripe_sync"):
+            for subscription in stripe_managed.filtered(lambda s: s.state in ("trial", "active", "past_due")):
+                remote = subscription.stripe_provider_id.sudo()._crm_stripe_call(
+                    "update_subscription", subscription.stripe_subscription_id, {"cancel_at_period_end": True}
+                )
+                subscription._crm_apply_stripe_subscription(remote)
+                subscription.message_post(
+                    body=_("Ends at the end of the period in Stripe: %s", reason or _("no reason given"))
+                )
+            self -= stripe_managed
+        return super().action_cancel_at_period_end(reason=reason)
+
+    def _prorate(self, line, old_amount, new_amount, today=None):
+        if self.managed_by == "stripe":
+            return  # Stripe prorates its own subscriptions
+        return super()._prorate(line, old_amount, new_amount, today=today)
+
+    # === IMPORT === #
+
+    @api.model
+    def _crm_import_stripe_subscriptions(self, provider_sudo):
+        """Mirror every subscription of the Stripe account with its finalised invoices.
+
+        Safe to run again: subscriptions and invoices are found by their Stripe ids first.
+
+        :return: the mirrored subscriptions
+        """
+        cache = {}
+        subscriptions = self.browse()
+        for remote in provider_sudo._crm_stripe_call("list_subscriptions"):
+            subscription = self._crm_sync_stripe_subscription(provider_sudo, remote, cache)
+            if not subscription:
+                continue
+            subscriptions |= subscription
+            for invoice in provider_sudo._crm_stripe_call("list_invoices", remote["id"]):
+                self.env["account.move"]._crm_sync_stripe_invoice(provider_sudo, invoice, cache)
+        return subscriptions
+
+    @api.model
+    def _crm_sync_stripe_subscription(self, provider_sudo, remote, cache=None):
+        """Create or update the mirror of a Stripe subscription as Stripe has it now.
+
+        :param dict remote: the Stripe Subscription object
+        :return: the mirror, or an empty recordset when its customer cannot be found
+        """
+        cache = {} if cache is None else cache
+        Subscription = self.sudo().with_context(active_test=False, crm_stripe_sync=True)
+        subscription = Subscription.search(
+            [("stripe_provider_id", "=", provider_sudo.id), ("stripe_subscription_id", "=", remote["id"])], limit=1
+        )
+        if not subscription:
+            binding = self.env["crm.stripe.customer"]._crm_import_customer(
+                provider_sudo, _object_id(remote.get("customer")), cache
+            )
+            if not binding:
+                return self.browse()
+            subscription = Subscription.create(
+                {
+                    "managed_by": "stripe",
+                    "stripe_subscription_id": remote["id"],
+                    "stripe_provider_id": provider_sudo.id,
+                    "partner_id": binding.partner_id.id,
+                    "company_id": provider_sudo.company_id.id,
+                    "user_id": binding.partner_id.user_id.id or False,
+                    "currency_id": self._crm_stripe_currency(remote).id or provider_sudo.company_id.currency_id.id,
+                    "start_date": _date(remote.get("start_date") or remote.get("created")),
+                }
+            )
+            subscription.message_post(body=_("Mirrored from Stripe Billing subscription %s.", remote["id"]))
+        subscription._crm_apply_stripe_subscription(remote, cache)
+        return subscription
+
+    @api.model
+    def _crm_stripe_currency(self, remote):
+        items = (remote.get("items") or {}).get("data") or []
+        code = remote.get("currency") or (items and self._crm_stripe_price(items[0]).get("currency")) or ""
+        return self.env["res.currency"].with_context(active_test=False).search([("name", "=", code.upper())], limit=1)
+
+    @api.model
+    def _crm_stripe_price(self, item):
+        """The price of a subscription item: ``price`` since 2018, ``plan`` before (localstripe)."""
+        price = item.get("price") or {}
+        if price:
+            recurring = price.get("recurring") or {}
+            return {
+                "unit_amount": price.get("unit_amount") or 0,
+                "currency": price.get("currency"),
+                "interval": recurring.get("interval") or "month",
+                "interval_count": recurring.get("interval_count") or 1,
+                "product": _object_id(price.get("product")),
+                "nickname": price.get("nickname"),
+            }
+        plan = item.get("plan") or {}
+        return {
+            "unit_amount": plan.get("amount") or 0,
+            "currency": plan.get("currency"),
+            "interval": plan.get("interval") or "month",
+            "interval_count": plan.get("interval_count") or 1,
+            "product": _object_id(plan.get("product")),
+            "nickname": plan.get("nickname"),
+        }
+
+    def _crm_apply_stripe_subscription(self, remote, cache=None):
+        """Set the mirror's state, dates and lines from the Stripe Subscription object."""
+        self.ensure_one()
+        cache = {} if cache is None else cache
+        subscription = self.sudo().with_context(crm_stripe_sync=True)
+        items = (remote.get("items") or {}).get("data") or []
+        currency = self._crm_stripe_currency(remote) or subscription.currency_id
+        first = self._crm_stripe_price(items[0]) if items else {}
+        # Since API 2025-03-31 the current period lives on each item.
+        period_end = (items and items[0].get("current_period_end")) or remote.get("current_period_end")
+        state = STRIPE_STATES.get(remote.get("status"), subscription.state)
+        if remote.get("pause_collection") and state == "active":
+            state = "paused"
+        start = _date(remote.get("start_date") or remote.get("created")) or subscription.start_date
+        end_date = False
+        if remote.get("ended_at"):
+            end_date = max(_date(remote["ended_at"]) - relativedelta(days=1), start - relativedelta(days=1))
+        elif remote.get("cancel_at"):
+            end_date = max(_date(remote["cancel_at"]) - relativedelta(days=1), start - relativedelta(days=1))
+        elif remote.get("cancel_at_period_end") and period_end:
+            end_date = _date(period_end) - relativedelta(days=1)
+        values = {
+            "state": state,
+            "start_date": start,
+            "trial_end_date": _date(remote.get("trial_end")) if remote.get("trial_end") and _date(remote["trial_end"]) >= start else False,
+            "next_invoice_date": _date(period_end) if state in ("trial", "active", "past_due") and period_end else False,
+            "end_date": end_date,
+            "interval_unit": first.get("interval") or subscription.interval_unit,
+            "interval_number": first.get("interval_count") or subscription.interval_number,
+            "currency_id": currency.id,
+            "stripe_synced_at": fields.Datetime.now(),
+        }
+        subscription.write(values)
+        subscription._crm_apply_stripe_items(items, currency, cache)
+
+    def _crm_apply_stripe_items(self, items, currency, cache):
+        """Mirror the items as read-only lines; unchanged lines are left alone."""
+        wanted = []
+        for item in items:
+            price = self._crm_stripe_price(item)
+            product = self.env["product.product"]._crm_from_stripe(self.stripe_provider_id, price, cache)
+            wanted.append(
+                {
+                    "product_id": product.id,
+                    "name": price.get("nickname") or product.name,
+                    "quantity": item.get("quantity") or 1,
+                    "price_unit": payment_utils.to_major_currency_units(price["unit_amount"], currency),
+                }
+            )
+        current = [
+            {"product_id": line.product_id.id, "name": line.name, "quantity": line.quantity, "price_unit": line.price_unit}
+            for line in self.line_ids
+        ]
+        if current != wanted:
+            self.line_ids = [(5, 0, 0)] + [(0, 0, values) for values in wanted]
+
+
+class CrmSubscriptionLine(models.Model):
+    _inherit = "crm.subscription.line"
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        lines = super().create(vals_list)
+        lines.subscription_id._crm_check_managed_by_odoo()
+        return lines
+
+    def write(self, vals):
+        self.subscription_id._crm_check_managed_by_odoo()
+        return super().write(vals)
+
+    def unlink(self):
+        self.subscription_id._crm_check_managed_by_odoo()
+        return super().unlink()
+
+
+class ProductTemplate(models.Model):
+    _inherit = "product.template"
+
+    crm_stripe_product_id = fields.Char(string="Stripe Product", copy=False, index="btree_not_null")
+
+
+class ProductProduct(models.Model):
+    _inherit = "product.product"
+
+    @api.model
+    def _crm_from_stripe(self, provider_sudo, price, cache):
+        """The Odoo product of a Stripe product, created (a service) the first time it is met."""
+        stripe_product_id = price.get("product")
+        key = ("product", stripe_product_id)
+        if key in cache:
+            return cache[key]
+        Product = self.sudo().with_context(active_test=False)
+        product = Product.search([("crm_stripe_product_id", "=", stripe_product_id)], limit=1) if stripe_product_id else Product
+        if not product:
+            remote = provider_sudo._crm_stripe_call("retrieve_product", stripe_product_id) if stripe_product_id else {}
+            product = Product.create(
+                {
+                    "name": (remote or {}).get("name") or price.get("nickname") or _("Stripe subscription"),
+                    "type": "service",
+                    "sale_ok": True,
+                    "crm_stripe_product_id": stripe_product_id or False,
+                    "company_id": False,
+                }
+            )
+        cache[key] = product
+        return product
+
+
+class AccountMove(models.Model):
+    _inherit = "account.move"
+
+    @api.model
+    def _crm_sync_stripe_invoice(self, provider_sudo, remote, cache=None):
+        """Mirror a finalised Stripe Billing invoice as a posted Odoo invoice, paid as in Stripe.
+
+        Drafts still change and are left until Stripe finalises them; invoices of nothing
+        (a trial's first one) are not mirrored. Paid in Stripe, the invoice gets the payment
+        (a transaction of the PaymentIntent, reconciled); voided, it is cancelled.
+
+        :param dict remote: the Stripe Invoice object
+        :return: a short result for the ledger
+        """
+        cache = {} if cache is None else cache
+        status = remote.get("status")
+        subscription_id = _object_id(remote.get("subscription")) or _object_id(
+            ((remote.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        )
+        if not subscription_id:
+            return _("Not a subscription's invoice: not mirrored.")
+        Move = self.sudo().with_context(active_test=False)
+        move = Move.search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
+        if not move:
+            if status not in MIRRORED_INVOICE_STATUSES or status == "void":
+                return _("Invoice %(status)s in Stripe: mirrored once finalised.", status=status)
+            if not remote.get("total"):
+                return _("Invoice of nothing: not mirrored.")
+            Subscription = self.env["crm.subscription"].sudo()
+            subscription = Subscription.search(
+                [("stripe_provider_id", "=", provider_sudo.id), ("stripe_subscription_id", "=", subscription_id)],
+                limit=1,
+            )
+            if not subscription:
+                remote_subscription = provider_sudo._crm_stripe_call("retrieve_subscription", subscription_id)
+                subscription = remote_subscription and Subscription._crm_sync_stripe_subscription(
+                    provider_sudo, remote_subscription, cache
+                )
+            if not subscription:
+                return _("The invoice's subscription or customer is unknown to Stripe.")
+            move = Move._crm_create_stripe_invoice_move(provider_sudo, subscription, remote, cache)
+        if status == "void":
+            return move._crm_void_stripe_invoice()
+        if status == "paid":
+            return move._crm_apply_stripe_invoice_payment(provider_sudo, remote)
+        if status == "uncollectible" and move.payment_state == "not_paid":
+            move.message_post(body=_("Marked uncollectible in Stripe."))
+        return _("Invoice %(name)s is %(status)s in Stripe.", name=move.name, status=status)
+
+    @api.model
+    def _crm_create_stripe_invoice_move(self, provider_sudo, subscription, remote, cache):
+        currency = self.env["res.currency"].with_context(active_test=False).search(
+            [("name", "=", (remote.get("currency") or "").upper())], limit=1
+        )
+        if not currency:
+            raise UserError(_("Stripe invoice %(id)s is in an unknown currency.", id=remote["id"]))
+        lines = remote.get("lines") or {}
+        items = lines.get("data") or []
+        if lines.get("has_more"):
+            items = provider_sudo._crm_stripe_call("list_invoice_lines", remote["id"])
+        company = provider_sudo.company_id
+        invoice_lines = []
+        for item in items:
+            amount = payment_utils.to_major_currency_units(item.get("amount") or 0, currency)
+            quantity = item.get("quantity") or 1
+            price_unit = amount / quantity
+            if not currency.is_zero(currency.round(price_unit) * quantity - amount):
+                quantity, price_unit = 1, amount
+            price = self.env["crm.subscription"]._crm_stripe_price(item) if (item.get("price") or item.get("plan")) else {}
+            price_details = (item.get("pricing") or {}).get("price_details") or {}
+            if not price and price_details.get("product"):  # since API 2025-03-31
+                price = {"product": price_details["product"]}
+            product = self.env["product.product"]._crm_from_stripe(provider_sudo, price, cache) if price else None
+            period = item.get("period") or {}
+            name = item.get("description") or (product and product.name) or _("Stripe invoice line")
+            if period.get("start") and period.get("end"):
+                name = _(
+                    "%(name)s (%(start)s to %(end)s)",
+                    name=name,
+                    start=_date(period["start"]),
+                    end=_date(period["end"]) - relativedelta(days=1),
+                )
+            invoice_lines.append(
+                {
+                    "product_id": product.id if product else False,
+                    "name": name,
+                    "quantity": quantity,
+                    "price_unit": price_unit,
+                    "tax_ids": [(6, 0, self._crm_stripe_taxes(item, company).ids)],
+                }
+            )
+        period_start = _date(remote.get("period_start"))
+        period_end = _date(remote.get("period_end"))
+        move = self.with_company(company).create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": subscription.partner_id.id,
+                "currency_id": currency.id,
+                "invoice_date": _date(remote.get("created") or remote.get("date")),
+                "invoice_origin": subscription.name,
+                "invoice_user_id": subscription.user_id.id,
+                "ref": remote.get("number") or remote["id"],
+                "crm_subscription_id": subscription.id,
+                "crm_stripe_invoice_id": remote["id"],
+                "crm_period_start": period_start,
+                "crm_period_end": period_end and period_end - relativedelta(days=1),
+                "invoice_line_ids": [(0, 0, values) for values in invoice_lines],
+            }
+        )
+        total = payment_utils.to_major_currency_units(remote.get("total") or 0, currency)
+        difference = currency.round(total - move.amount_total)
+        if not currency.is_zero(difference):
+            # Taxes Stripe computed that no Odoo tax matches, or the customer's Stripe balance:
+            # the invoice owes what Stripe asks for, so that its payment settles it exactly.
+            move.invoice_line_ids = [(0, 0, {"name": _("Adjustment to Stripe's total"), "quantity": 1, "price_unit": difference})]
+        move.action_post()
+        return move
+
+    @api.model
+    def _crm_stripe_taxes(self, item, company):
+        """The company's sale taxes of the same rate as the Stripe line's tax rates."""
+        taxes = self.env["account.tax"]
+        for rate in item.get("tax_rates") or []:
+            if not isinstance(rate, dict) or rate.get("percentage") is None:
+                continue
+            taxes |= self.env["account.tax"].sudo().search(
+                [
+                    ("company_id", "=", company.id),
+                    ("type_tax_use", "=", "sale"),
+                    ("amount_type", "=", "percent"),
+                    ("amount", "=", float(rate["percentage"])),
+                    ("price_include", "=", bool(rate.get("inclusive"))),
+                ],
+                limit=1,
+            )
+        return taxes
+
+    def _crm_void_stripe_invoice(self):
+        self.ensure_one()
+        if self.state == "cancel":
+            return _("Already cancelled.")
+        if self.payment_state not in ("not_paid",):
+            self.message_post(body=_("Voided in Stripe, but a payment is reconciled with it here: check it."))
+            return _("Voided in Stripe; paid here: left for review.")
+        self.button_draft()
+        self.button_cancel()
+        self.message_post(body=_("Voided in Stripe."))
+        return _("Invoice %s cancelled.", self.name)
+
+    def _crm_apply_stripe_invoice_payment(self, provider_sudo, remote):
+        """Record the payment of an invoice Stripe says is paid, through its PaymentIntent."""
+        self.ensure_one()
+        if self.payment_state in ("paid", "in_payment", "reversed"):
+            return _("Already paid.")
+        intent_id = _object_id(remote.get("payment_intent"))
+        if not intent_id:  # since API 2025-03-31, among the invoice's payments
+            payments = (remote.get("payments") or {}).get("data") or provider_sudo._crm_stripe_call(
+                "list_invoice_payments", remote["id"]
+            )
+            for payment in payments:
+                if (payment.get("payment") or {}).get("type") == "payment_intent" and payment.get("status") == "paid":
+                    intent_id = _object_id(payment["payment"].get("payment_intent"))
+        if not intent_id:
+            self.message_post(body=_("Paid in Stripe without a card payment (credit balance or paid outside Stripe): record how."))
+            return _("Paid without a PaymentIntent: left to a person.")
+        intent = provider_sudo._crm_stripe_call("retrieve_payment_intent", intent_id)
+        Transaction = self.env["payment.transaction"].sudo()
+        tx = Transaction._crm_find_from_object(provider_sudo, intent)
+        if tx and not tx.crm_flow:
+            return _("A payment of Odoo's own Stripe flow: left to it.")
+        if not tx:
+            tx = Transaction._crm_create_from_intent(provider_sudo, intent)
+            if not tx:
+                return _("No partner is linked to this payment's customer.")
+        if self not in tx.invoice_ids:
+            tx.invoice_ids = [(4, self.id)]
+            if tx.payment_id.state in ("in_process", "paid"):
+                lines = (tx.payment_id.move_id.line_ids + self.line_ids).filtered(
+                    lambda line: line.account_id.account_type == "asset_receivable" and not line.reconciled
+                )
+                lines.reconcile()
+                return _("Payment %s reconciled with the invoice.", tx.reference)
+        return tx._crm_apply_payment_intent(intent)
