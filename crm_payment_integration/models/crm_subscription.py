@@ -9,6 +9,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
 from ..const import HARD_DECLINE_CODES
+from .crm_payment_event import EventBatch
 
 _logger = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class CrmSubscription(models.Model):
     )
     start_date = fields.Date(required=True, default=fields.Date.context_today, tracking=True)
     trial_end_date = fields.Date(string="Trial End", tracking=True)
-    next_invoice_date = fields.Date(tracking=True, index=True, copy=False)
+    # Not tracked: it moves every period, and each period has its invoice.
+    next_invoice_date = fields.Date(index=True, copy=False)
     end_date = fields.Date(tracking=True, help="The subscription expires after the period ending on this date.")
     payment_token_id = fields.Many2one(
         "payment.token",
@@ -227,7 +229,7 @@ class CrmSubscription(models.Model):
         from the invoice. A crash loses at most the batch in progress; the next run resumes.
 
         :param date now: the billing date (a parameter for tests walking through time)
-        :return: how many periods were billed
+        :return: how many subscriptions were billed or retried
         """
         today = fields.Date.to_date(now) if now else fields.Date.context_today(self)
         auto_commit = not getattr(threading.current_thread(), "testing", False)
@@ -235,114 +237,166 @@ class CrmSubscription(models.Model):
         billed = 0
         skipped = []
         while time.monotonic() - started < time_budget:
+            base_domain = [("managed_by", "=", "odoo"), ("id", "not in", skipped)]
             due = self.search(
-                [
-                    ("state", "in", ("trial", "active")),
-                    ("next_invoice_date", "<=", today),
-                    ("id", "not in", skipped),
-                ],
+                base_domain + [("state", "in", ("trial", "active")), ("next_invoice_date", "<=", today)],
                 limit=batch_size,
                 order="next_invoice_date, id",
+            ) or self.search(
+                base_domain + [("state", "=", "past_due"), ("dunning_next_date", "<=", today)],
+                limit=batch_size,
+                order="dunning_next_date, id",
             )
             if not due:
-                due = self.search(
-                    [
-                        ("state", "=", "past_due"),
-                        ("dunning_next_date", "<=", today),
-                        ("id", "not in", skipped),
-                    ],
-                    limit=batch_size,
-                    order="dunning_next_date, id",
-                )
-            if not due:
                 break
-            for subscription in due:
-                try:
-                    with self.env.cr.savepoint():
-                        if subscription.state == "past_due":
-                            subscription._retry_payment(today)
-                        else:
-                            subscription._bill_period(today)
-                except UserError as error:
-                    # One subscription must not stop the run: it is retried at the next one.
-                    skipped.append(subscription.id)
-                    _logger.warning("billing %s failed: %s", subscription.name, error)
-                    subscription.message_post(body=_("Billing failed, retried at the next run: %s", error))
-                else:
-                    billed += 1
+            billed += due._bill_batch(today, skipped)
             if auto_commit:
                 self.env.cr.commit()  # pylint: disable=invalid-commit
         return billed
 
-    def _bill_period(self, today):
-        """Invoice the period starting at the next invoice date, post it and charge it."""
+    def _bill_batch(self, today, skipped):
+        """Bill a batch: the invoices are created and posted together, then each is charged;
+        the payments Stripe confirmed are posted and reconciled together.
+
+        A subscription failing with a user error is noted and skipped until the next run; the
+        others go on.
+
+        :param list skipped: ids of the subscriptions that failed, extended here
+        :return: how many subscriptions were billed or retried
+        """
+        batch = EventBatch()
+        subscriptions = self.with_context(crm_batch=batch)
+        retrying = subscriptions.filtered(lambda s: s.state == "past_due")
+        to_bill = subscriptions - retrying
+        failed = self.browse()
+        to_charge = []
+        try:
+            with self.env.cr.savepoint():
+                to_charge = to_bill._bill_periods(today)
+        except UserError:
+            for subscription in to_bill:  # one at a time, to set the failing one aside
+                try:
+                    with self.env.cr.savepoint():
+                        to_charge += subscription._bill_periods(today)
+                except UserError as error:
+                    failed |= subscription._billing_failed(error, skipped)
+        steps = [(subscription, invoice) for subscription, invoice in to_charge]
+        steps += [(subscription, None) for subscription in retrying]
+        for subscription, invoice in steps:
+            try:
+                with self.env.cr.savepoint():
+                    if invoice:
+                        subscription._charge_invoice(invoice, today)
+                    else:
+                        subscription._retry_payment(today)
+            except UserError as error:
+                if invoice:
+                    # The invoice stands; due again, the next run charges it (or sends its link).
+                    subscription.next_invoice_date = invoice.crm_period_start
+                failed |= subscription._billing_failed(error, skipped)
+        if batch.confirmed:
+            self.env["payment.transaction"].browse(batch.confirmed)._crm_post_process_confirmed()
+        return len(self - failed)
+
+    def _billing_failed(self, error, skipped):
+        """One subscription must not stop the run: it is retried at the next one."""
+        skipped.append(self.id)
+        _logger.warning("billing %s failed: %s", self.name, error)
+        self.message_post(body=_("Billing failed, retried at the next run: %s", error))
+        return self
+
+    def _bill_periods(self, today):
+        """Invoice the period starting at each subscription's next invoice date; the invoices
+        are created and posted together. A period already invoiced (a run that crashed after
+        committing it) is not invoiced again.
+
+        :return: the ``(subscription, invoice)`` pairs to charge
+        :rtype: list
+        """
+        Move = self.env["account.move"]
+        expired = self.filtered(lambda s: s.end_date and s.next_invoice_date > s.end_date)
+        for subscription in expired:
+            subscription.write({"state": "expired", "next_invoice_date": False})
+            subscription.message_post(body=_("Expired at the end of its last period."))
+        to_bill = self - expired
+        if not to_bill:
+            return []
+        invoices = {
+            (move.crm_subscription_id.id, move.crm_period_start): move
+            for move in Move.search(
+                [
+                    ("crm_subscription_id", "in", to_bill.ids),
+                    ("crm_period_start", "in", list(set(to_bill.mapped("next_invoice_date")))),
+                    ("crm_stripe_invoice_id", "=", False),
+                ]
+            )
+        }
+        new = to_bill.filtered(lambda s: (s.id, s.next_invoice_date) not in invoices)
+        for company in new.company_id:
+            subscriptions = new.filtered(lambda s, company=company: s.company_id == company)
+            moves = Move.with_company(company).with_context(mail_create_nolog=True).create(
+                [subscription._period_invoice_values() for subscription in subscriptions]
+            )
+            for subscription, move in zip(subscriptions, moves):
+                invoices[subscription.id, subscription.next_invoice_date] = move
+                subscription.adjustment_ids.filtered(lambda a: not a.invoice_id).invoice_id = move
+        pairs = [(subscription, invoices[subscription.id, subscription.next_invoice_date]) for subscription in to_bill]
+        drafts = Move.union(*(invoice for __, invoice in pairs)).filtered(lambda m: m.state == "draft")
+        drafts.action_post()
+        for subscription in to_bill:
+            values = {"next_invoice_date": subscription.next_invoice_date + subscription._period_delta()}
+            if subscription.state == "trial":
+                values["state"] = "active"
+            subscription.write(values)
+        return pairs
+
+    def _period_invoice_values(self):
+        """The invoice of the period starting at the next invoice date, with the prorations
+        waiting for it."""
         self.ensure_one()
         period_start = self.next_invoice_date
-        if self.end_date and period_start > self.end_date:
-            self.write({"state": "expired", "next_invoice_date": False})
-            self.message_post(body=_("Expired at the end of its last period."))
-            return
         period_end = period_start + self._period_delta() - relativedelta(days=1)
-        invoice = self.env["account.move"].search(
-            [("crm_subscription_id", "=", self.id), ("crm_period_start", "=", period_start)], limit=1
-        ) or self._create_period_invoice(period_start, period_end)
-        if invoice.state == "draft":
-            invoice.action_post()
-        values = {"next_invoice_date": period_start + self._period_delta()}
-        if self.state == "trial":
-            values["state"] = "active"
-        self.write(values)
-        self._charge_invoice(invoice, today)
-
-    def _create_period_invoice(self, period_start, period_end):
-        invoice = self._create_period_invoice_move(period_start, period_end)
-        self.adjustment_ids.filtered(lambda a: not a.invoice_id).invoice_id = invoice
-        return invoice
-
-    def _create_period_invoice_move(self, period_start, period_end):
         period = _("%(start)s to %(end)s", start=period_start, end=period_end)
-        return self.env["account.move"].with_company(self.company_id).create(
-            {
-                "move_type": "out_invoice",
-                "partner_id": self.partner_id.id,
-                "currency_id": self.currency_id.id,
-                "invoice_date": period_start,
-                "invoice_user_id": self.user_id.id,
-                "invoice_origin": self.name,
-                "crm_subscription_id": self.id,
-                "crm_period_start": period_start,
-                "crm_period_end": period_end,
-                "crm_lead_id": self.lead_id.id,
-                "invoice_line_ids": [
-                    (
-                        0,
-                        0,
-                        {
-                            "product_id": line.product_id.id,
-                            "name": f"{line.name or line.product_id.display_name} ({period})",
-                            "quantity": line.quantity,
-                            "price_unit": line.price_unit,
-                            "discount": line.discount,
-                            "tax_ids": [(6, 0, line.tax_ids.ids)],
-                        },
-                    )
-                    for line in self.line_ids
-                ]
-                + [
-                    (
-                        0,
-                        0,
-                        {
-                            "name": adjustment.name,
-                            "quantity": 1,
-                            "price_unit": adjustment.amount,
-                            "tax_ids": [(6, 0, adjustment.tax_ids.ids)],
-                        },
-                    )
-                    for adjustment in self.adjustment_ids.filtered(lambda a: not a.invoice_id)
-                ],
-            }
-        )
+        return {
+            "move_type": "out_invoice",
+            "partner_id": self.partner_id.id,
+            "currency_id": self.currency_id.id,
+            "invoice_date": period_start,
+            "invoice_user_id": self.user_id.id,
+            "invoice_origin": self.name,
+            "crm_subscription_id": self.id,
+            "crm_period_start": period_start,
+            "crm_period_end": period_end,
+            "crm_lead_id": self.lead_id.id,
+            "invoice_line_ids": [
+                (
+                    0,
+                    0,
+                    {
+                        "product_id": line.product_id.id,
+                        "name": f"{line.name or line.product_id.display_name} ({period})",
+                        "quantity": line.quantity,
+                        "price_unit": line.price_unit,
+                        "discount": line.discount,
+                        "tax_ids": [(6, 0, line.tax_ids.ids)],
+                    },
+                )
+                for line in self.line_ids
+            ]
+            + [
+                (
+                    0,
+                    0,
+                    {
+                        "name": adjustment.name,
+                        "quantity": 1,
+                        "price_unit": adjustment.amount,
+                        "tax_ids": [(6, 0, adjustment.tax_ids.ids)],
+                    },
+                )
+                for adjustment in self.adjustment_ids.filtered(lambda a: not a.invoice_id)
+            ],
+        }
 
     def _charge_invoice(self, invoice, today=None):
         """Charge the saved method off-session, or send the payment link without one.

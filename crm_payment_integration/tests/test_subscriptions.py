@@ -114,9 +114,17 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         (failing + billed).action_start()
         self.assertEqual(self._bill(date(2027, 1, 15)), 1)
         self.assertTrue(self._crm_reconciled(billed.invoice_ids))
-        self.assertFalse(failing.invoice_ids)
-        self.assertEqual(failing.next_invoice_date, date(2027, 1, 15))  # due again next run
+        # Its invoice stands, unpaid and without a link; due again, the next run sends it.
+        self.assertEqual((failing.invoice_ids.state, failing.invoice_ids.payment_state), ("posted", "not_paid"))
+        self.assertFalse(failing.invoice_ids.crm_payment_url)
+        self.assertEqual(failing.next_invoice_date, date(2027, 1, 15))
         self.assertIn("Billing failed", failing.message_ids[0].body)
+        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=FakeCheckout()):
+            self.assertEqual(self._bill(date(2027, 1, 16)), 1)
+        self.assertEqual(len(failing.invoice_ids), 1)
+        self.assertTrue(failing.invoice_ids.crm_payment_url)
+        self.assertEqual(failing.next_invoice_date, date(2027, 2, 15))
+        self.assertEqual(len(billed.invoice_ids), 1)
 
     def test_trial_then_active(self):
         token = self._crm_save_card()
