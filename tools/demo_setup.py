@@ -3,8 +3,9 @@
 Points the Stripe provider at localstripe, registers the webhook, creates a few customers with
 invoices, syncs them with (local) Stripe and saves a test card for one of them, then shows each
 payment path once: a saved card charged (then partly refunded), a payment link sent, an
-opportunity ready for Request Payment, subscriptions in several states (active, trial, past
-due, paused, cancelled), and a portal login for the first customer.
+opportunity ready for Request Payment, subscriptions in every state (draft, trial, active, past
+due, paused, cancelled, expired; one from a plan the customer may pause), a Stripe Billing
+subscription mirrored from (local) Stripe, and a portal login for the first customer.
 """
 
 import os
@@ -105,6 +106,8 @@ env["crm.lead"].create(  # noqa: F821
 # paused, cancelled.
 from datetime import date, timedelta  # noqa: E402
 
+from dateutil.relativedelta import relativedelta  # noqa: E402
+
 Subscription = env["crm.subscription"]  # noqa: F821
 plan = env["product.product"].create({"name": "Support plan (seat)", "list_price": 49.0, "type": "service"})  # noqa: F821
 today = date.today()
@@ -128,15 +131,44 @@ def subscription(partner, token=None, **values):
     )
 
 
-active = subscription(partners[0], partners[0]._crm_default_token())
+# A plan customers may pause and resume themselves in the portal.
+flexible = env["crm.subscription.template"].create(  # noqa: F821
+    {
+        "name": "Support plan, monthly (pausable)",
+        "portal_pause": True,
+        "line_ids": [(0, 0, {"product_id": plan.id, "quantity": 2, "price_unit": 49.0})],
+    }
+)
+active = Subscription.create(
+    {"partner_id": partners[0].id, "template_id": flexible.id, "start_date": today, "user_id": admin.id,
+     "payment_token_id": partners[0]._crm_default_token().id}
+)
 past_due = subscription(partners[1], partners[1]._crm_default_token())
 trial = subscription(partners[2], trial_end_date=today + timedelta(days=14))
 paused = subscription(partners[0], partners[0]._crm_default_token(), interval_unit="year")
 cancelled = subscription(partners[2])
-(active + past_due + trial + paused + cancelled).action_start()
+expired = subscription(
+    partners[0], partners[0]._crm_default_token(),
+    start_date=today - relativedelta(months=2), end_date=today - relativedelta(months=1, days=1),
+)
+subscription(partners[1])  # a draft, not started yet
+(active + past_due + trial + paused + cancelled + expired).action_start()
 Subscription._cron_bill(now=today)
 paused.action_pause()
 cancelled.action_cancel("Demo: the customer moved to a competitor")
+
+# A business already billing in Stripe: a subscription made in Stripe Billing, mirrored.
+stripe_customer = client.v1.customers.create(params={"name": "Gemini Furniture", "email": "gemini@example.com"})
+pm_gemini = client.v1.payment_methods.create(
+    params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}}
+)
+client.v1.payment_methods.attach(pm_gemini.id, params={"customer": stripe_customer.id})
+client.v1.customers.update(stripe_customer.id, params={"invoice_settings": {"default_payment_method": pm_gemini.id}})
+stripe_plan = client.v1.plans.create(
+    params={"amount": 9900, "currency": "usd", "interval": "month", "product": {"name": "Design Studio (Stripe Billing)"}}
+)
+client.v1.subscriptions.create(params={"customer": stripe_customer.id, "items": [{"plan": stripe_plan.id, "quantity": 1}]})
+Subscription._crm_import_stripe_subscriptions(provider.sudo())
 
 env["res.users"].with_context(no_reset_password=True).create(  # noqa: F821
     {

@@ -60,6 +60,10 @@ def main():
         page.locator(".o_facet_remove").first.click()  # every state, not only the running ones
         page.wait_for_timeout(800)
         page.screenshot(path=str(OUT / "subscriptions.png"))
+        page.get_by_text("Gemini Furniture").first.click()  # mirrored from Stripe Billing
+        page.wait_for_selector("field[name=stripe_subscription_id], [name=stripe_subscription_id]")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(OUT / "subscription-stripe-billing.png"))
 
         # The customer's side: the invoice in the portal, with its Stripe button.
         portal = browser.new_page(viewport={"width": 1200, "height": 800})
@@ -71,6 +75,11 @@ def main():
         portal.locator("tr:has-text('Pay Now') a").first.click()  # an invoice still due
         portal.wait_for_selector("a.o_crm_payment_pay_stripe")
         portal.screenshot(path=str(OUT / "portal-invoice-pay.png"))
+        # Their subscription from the pausable plan: next charge, invoices, payments, pause.
+        portal.goto(f"{URL}/my/subscriptions")
+        portal.locator("tr:has-text('Active') a").first.click()
+        portal.wait_for_selector(".o_crm_subscription_page")
+        portal.screenshot(path=str(OUT / "portal-subscription.png"), full_page=True)
         browser.close()
 
 

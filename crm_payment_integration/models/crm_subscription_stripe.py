@@ -160,7 +160,7 @@ class CrmSubscription(models.Model):
                     "stripe_provider_id": provider_sudo.id,
                     "partner_id": binding.partner_id.id,
                     "company_id": provider_sudo.company_id.id,
-                    "user_id": binding.partner_id.user_id.id or False,
+                    "user_id": (binding.partner_id.user_id or provider_sudo._crm_alert_user()).id,
                     "currency_id": self._crm_stripe_currency(remote).id or provider_sudo.company_id.currency_id.id,
                     "start_date": _date(remote.get("start_date") or remote.get("created")),
                 }
@@ -243,7 +243,7 @@ class CrmSubscription(models.Model):
             wanted.append(
                 {
                     "product_id": product.id,
-                    "name": price.get("nickname") or product.name,
+                    "name": price.get("nickname") or False,
                     "quantity": item.get("quantity") or 1,
                     "price_unit": payment_utils.to_major_currency_units(price["unit_amount"], currency),
                 }

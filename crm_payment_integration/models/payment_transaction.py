@@ -792,7 +792,10 @@ class PaymentTransaction(models.Model):
             lead = tx.crm_lead_id or tx.invoice_ids.crm_lead_id[:1]
             if lead:
                 lead.sudo()._crm_payment_received(tx)
-        self._crm_send_mail("crm_payment_integration.mail_template_crm_payment_received")
+        # Stripe Billing emails its own receipts for the invoices it charges.
+        self.filtered(
+            lambda tx: not tx.invoice_ids or not all(tx.invoice_ids.mapped("crm_stripe_invoice_id"))
+        )._crm_send_mail("crm_payment_integration.mail_template_crm_payment_received")
 
     def _crm_after_declined(self):
         self.ensure_one()

@@ -79,6 +79,10 @@ class TestStripeBillingImport(StripeBillingCommon):
         tx = invoice.transaction_ids
         self.assertEqual((tx.crm_flow, tx.state, tx.amount), ("stripe", "done", 30.0))
         self.assertTrue(tx.provider_reference.startswith("pi_"))
+        self.assertFalse(
+            self.env["mail.mail"].search([("model", "=", "payment.transaction"), ("res_id", "=", tx.id)]),
+            "Stripe Billing sends its own receipt: no second one from Odoo",
+        )
 
         # Importing again, and Stripe's own payment_intent.succeeded, change nothing.
         self._import()
