@@ -186,6 +186,11 @@ class AccountMove(models.Model):
         self.ensure_one()
         if self.move_type != "out_invoice":
             raise UserError(_("Only customer invoices can be paid with Stripe."))
+        if self.crm_stripe_invoice_id:
+            raise UserError(_(
+                "%(name)s mirrors Stripe Billing invoice %(stripe)s: Stripe collects it; pay or charge it in Stripe.",
+                name=self.name, stripe=self.crm_stripe_invoice_id,
+            ))
         if self.state != "posted":
             raise UserError(_("Confirm %(invoice)s before asking for its payment.", invoice=self.display_name))
         if self.currency_id.is_zero(self.amount_residual):

@@ -328,10 +328,12 @@ class CrmPaymentEvent(models.Model):
             if not handler:
                 event.write({"state": "ignored", "result": _("No handler for this event type.")})
                 continue
+            confirmed = len(batch.confirmed)
             try:
                 with self.env.cr.savepoint():
                     result = getattr(event, handler)()
             except Exception as error:  # noqa: BLE001 - one event must not block the ledger
+                del batch.confirmed[confirmed:]  # rolled back with the savepoint
                 if not isinstance(error, (UserError, StripeGatewayError)):
                     _logger.exception("stripe event %s failed unexpectedly", event.stripe_event_id)
                 batch.cache.clear()  # what was read may belong to the rolled back savepoint
@@ -482,7 +484,10 @@ class CrmPaymentEvent(models.Model):
         if not tx:
             if intent.get("status") != "succeeded":
                 return _("No transaction for this PaymentIntent.")
-            if intent.get("invoice"):
+            if intent.get("invoice") or provider_sudo._crm_stripe_call(
+                "list_invoice_payments", payment_intent_id=intent["id"]
+            ):
+                # Since API 2025-03-31 an intent no longer names its invoice: asked the other way.
                 return _("Paid through a Stripe invoice; left to Stripe Billing.")
             recent = not self.stripe_created or fields.Datetime.now() - self.stripe_created < timedelta(minutes=15)
             if intent.get("description") and recent:
@@ -527,6 +532,8 @@ class CrmPaymentEvent(models.Model):
     def _crm_handle_stripe_invoice(self):
         """Mirror a Stripe Billing invoice and its payment, then its subscription's state."""
         remote = self.provider_id._crm_stripe_call("retrieve_invoice", self.object_id)
+        if remote is None:
+            return _("The invoice no longer exists in Stripe (a deleted draft).")
         cache = self._crm_batch_cache()
         result = self.env["account.move"]._crm_sync_stripe_invoice(self.provider_id, remote, cache)
         move = self.env["account.move"].sudo().search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)

@@ -1,6 +1,6 @@
 import logging
 
-from odoo import _, api, fields, models
+from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError
 
 from .. import const, utils
@@ -404,12 +404,31 @@ class CrmStripeCustomer(models.Model):
                 return self.sudo().browse()
             Partner = self.env["res.partner"].sudo()
             partner = Partner.browse()
-            if customer.get("email"):
+            email = tools.email_normalize(customer.get("email") or "")
+            if email:
+                # Only a customer (a company, or a person on their own) whose own address it is:
+                # not the company of a contact who happens to have it.
                 same_email = Partner.search(
-                    [("email", "=ilike", customer["email"]), ("company_id", "in", (False, provider_sudo.company_id.id))],
+                    [
+                        ("email_normalized", "=", email),
+                        ("parent_id", "=", False),
+                        ("company_id", "in", (False, provider_sudo.company_id.id)),
+                    ],
                     limit=10,
-                ).commercial_partner_id
+                )
                 partner = same_email.filtered(lambda p: not self._crm_find(p, provider_sudo))[:1]
+            if partner:
+                # A partner Odoo already knows keeps its details; only its cards come along.
+                binding_sudo = self.sudo().create(
+                    {"partner_id": partner.id, "provider_id": provider_sudo.id, "stripe_customer_id": customer_id}
+                )
+                binding_sudo._crm_sync_payment_methods(customer)
+                partner.message_post(
+                    body=_("Linked to Stripe customer %(customer)s from Stripe Billing.", customer=customer_id),
+                    subtype_xmlid="mail.mt_note",
+                )
+                cache[key] = binding_sudo
+                return binding_sudo
             if not partner:
                 partner = Partner.with_context(crm_stripe_no_push=True).create(
                     {

@@ -141,7 +141,9 @@ class CrmSubscription(models.Model):
     @api.onchange("template_id")
     def _onchange_template_id(self):
         if self.template_id:
-            self.update(self.template_id._crm_subscription_values(self.start_date or fields.Date.context_today(self)))
+            self.update(self.template_id._crm_subscription_values(
+                self.start_date or fields.Date.context_today(self), self.currency_id
+            ))
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -150,7 +152,11 @@ class CrmSubscription(models.Model):
                 # Created from a plan by code (an opportunity, an import): the plan fills it in.
                 template = self.env["crm.subscription.template"].browse(vals["template_id"])
                 start = fields.Date.to_date(vals.get("start_date")) or fields.Date.context_today(self)
-                vals.update({**template._crm_subscription_values(start), **{k: v for k, v in vals.items() if k != "line_ids"}})
+                currency = self.env["res.currency"].browse(vals.get("currency_id")) or None
+                vals.update({
+                    **template._crm_subscription_values(start, currency),
+                    **{k: v for k, v in vals.items() if k != "line_ids"},
+                })
             if vals.get("name", _("New")) == _("New"):
                 vals["name"] = self.env["ir.sequence"].next_by_code("crm.subscription") or _("New")
         return super().create(vals_list)
@@ -285,6 +291,7 @@ class CrmSubscription(models.Model):
         steps = [(subscription, invoice) for subscription, invoice in to_charge]
         steps += [(subscription, None) for subscription in retrying]
         for subscription, invoice in steps:
+            confirmed = len(batch.confirmed)
             try:
                 with self.env.cr.savepoint():
                     if invoice:
@@ -292,6 +299,7 @@ class CrmSubscription(models.Model):
                     else:
                         subscription._retry_payment(today)
             except UserError as error:
+                del batch.confirmed[confirmed:]  # rolled back with the savepoint
                 if invoice:
                     # The invoice stands; due again, the next run charges it (or sends its link).
                     subscription.next_invoice_date = invoice.crm_period_start
@@ -417,9 +425,14 @@ class CrmSubscription(models.Model):
             lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized", "done")
         ):
             return True
+        # Keyed by what is charged, not by names a crashed run may see shift: the same period,
+        # card and attempt get Stripe's first answer again; a retry or a new card is a new charge.
+        basis = "%s:%s:%s:%s:%s" % (
+            self._name, self.id, invoice.crm_period_start or "move-%s" % invoice.id, token.id, self.dunning_attempts
+        )
         tx = self.env["payment.transaction"]._crm_create(
             invoice.partner_id, invoice.amount_residual, invoice.currency_id, "off_session",
-            invoices=invoice, token=token, lead=self.lead_id,
+            invoices=invoice, token=token, lead=self.lead_id, idempotency_basis=basis,
         )
         tx._crm_charge_off_session()
         if tx.state == "error":
@@ -439,7 +452,9 @@ class CrmSubscription(models.Model):
         today = fields.Date.to_date(now) if now else fields.Date.context_today(self)
         renewal = self.env.ref("crm_payment_integration.mail_template_crm_subscription_renewal")
         sent = 0
-        for subscription in self.search([("state", "=", "active"), ("next_invoice_date", "!=", False)]):
+        for subscription in self.search(
+            [("state", "=", "active"), ("next_invoice_date", "!=", False), ("managed_by", "=", "odoo")]
+        ):
             days = subscription.company_id.crm_renewal_reminder_days
             due = subscription.next_invoice_date
             if days and due != subscription.renewal_reminded_for and today >= due - relativedelta(days=days) and today < due:
@@ -576,7 +591,11 @@ class CrmSubscription(models.Model):
         """The customer saved a new payment method: charge their past-due invoices with it now."""
         today = fields.Date.context_today(self)
         for subscription in self.search(
-            [("partner_id", "=", partner.commercial_partner_id.id), ("state", "=", "past_due")]
+            [
+                ("partner_id", "=", partner.commercial_partner_id.id),
+                ("state", "=", "past_due"),
+                ("managed_by", "=", "odoo"),  # Stripe Billing retries its own
+            ]
         ):
             token = partner._crm_default_token(subscription.company_id)
             if token:

@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
+from odoo.tools import format_amount
 from odoo.exceptions import UserError
 
 from odoo.addons.payment import utils as payment_utils
@@ -18,7 +19,7 @@ STRIPE_STATES = {
     "trialing": "trial",
     "active": "active",
     "past_due": "past_due",
-    "unpaid": "past_due",
+    "unpaid": "paused",  # Stripe stopped retrying: nothing is collected
     "paused": "paused",
     "canceled": "cancelled",
 }
@@ -26,6 +27,12 @@ STRIPE_STATES = {
 # Stripe invoice statuses worth an Odoo invoice: a draft still changes, a voided draft never
 # asked for money.
 MIRRORED_INVOICE_STATUSES = ("open", "paid", "uncollectible", "void")
+
+
+# What users may still change on a mirror: who follows it up, and its chatter.
+MIRROR_EDITABLE_FIELDS = {
+    "user_id", "lead_id", "message_follower_ids", "message_main_attachment_id", "activity_ids",
+}
 
 
 def _date(timestamp):
@@ -62,13 +69,35 @@ class CrmSubscription(models.Model):
         ),
     ]
 
+    def _crm_is_stripe_sync(self):
+        """Whether this is the mirror writing what Stripe says (it runs as superuser; a
+        context key alone, which any client can send, is not enough)."""
+        return self.env.su and self.env.context.get("crm_stripe_sync")
+
     def _crm_check_managed_by_odoo(self):
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
-        if stripe_managed and not self.env.context.get("crm_stripe_sync"):
+        if stripe_managed and not self._crm_is_stripe_sync():
             raise UserError(_(
                 "%s is billed by Stripe Billing: change it in Stripe, Odoo follows.",
                 ", ".join(stripe_managed.mapped("name")),
             ))
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        if any(vals.get("managed_by") == "stripe" or vals.get("stripe_subscription_id") for vals in vals_list):
+            if not self._crm_is_stripe_sync():
+                raise UserError(_("Stripe Billing subscriptions come from Stripe: import them from the Stripe provider."))
+        return super().create(vals_list)
+
+    def write(self, vals):
+        """A mirror changes only as Stripe says; who follows it up (salesperson, opportunity)
+        stays editable. Which side bills a subscription never changes."""
+        if not self._crm_is_stripe_sync():
+            if {"managed_by", "stripe_subscription_id", "stripe_provider_id"} & set(vals):
+                raise UserError(_("Whether Stripe Billing or Odoo bills a subscription cannot be changed."))
+            if set(vals) - MIRROR_EDITABLE_FIELDS:
+                self._crm_check_managed_by_odoo()
+        return super().write(vals)
 
     def action_start(self):
         self._crm_check_managed_by_odoo()
@@ -85,7 +114,7 @@ class CrmSubscription(models.Model):
     def action_cancel(self, reason=None):
         """A Stripe Billing subscription is cancelled in Stripe; its mirror follows the answer."""
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
-        if stripe_managed and not self.env.context.get("crm_stripe_sync"):
+        if stripe_managed and not self._crm_is_stripe_sync():
             for subscription in stripe_managed.filtered(lambda s: s.state not in ("cancelled", "expired")):
                 remote = subscription.stripe_provider_id.sudo()._crm_stripe_call(
                     "cancel_subscription", subscription.stripe_subscription_id
@@ -97,8 +126,8 @@ class CrmSubscription(models.Model):
 
     def action_cancel_at_period_end(self, reason=None):
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
-        if stripe_managed and not self.env.context.get("crm_stripe_sync"):
-            for subscription in stripe_managed.filtered(lambda s: s.state in ("trial", "active", "past_due")):
+        if stripe_managed and not self._crm_is_stripe_sync():
+            for subscription in stripe_managed.filtered(lambda s: s.state in ("trial", "active", "past_due", "paused")):
                 remote = subscription.stripe_provider_id.sudo()._crm_stripe_call(
                     "update_subscription", subscription.stripe_subscription_id, {"cancel_at_period_end": True}
                 )
@@ -127,12 +156,16 @@ class CrmSubscription(models.Model):
         cache = {}
         subscriptions = self.browse()
         for remote in provider_sudo._crm_stripe_call("list_subscriptions"):
-            subscription = self._crm_sync_stripe_subscription(provider_sudo, remote, cache)
-            if not subscription:
+            try:
+                with self.env.cr.savepoint():
+                    subscription = self._crm_sync_stripe_subscription(provider_sudo, remote, cache)
+                    for invoice in provider_sudo._crm_stripe_call("list_invoices", remote["id"]) if subscription else []:
+                        self.env["account.move"]._crm_sync_stripe_invoice(provider_sudo, invoice, cache)
+            except UserError as error:  # one subscription must not stop the import
+                cache.clear()
+                _logger.warning("stripe subscription %s not mirrored: %s", remote.get("id"), error)
                 continue
             subscriptions |= subscription
-            for invoice in provider_sudo._crm_stripe_call("list_invoices", remote["id"]):
-                self.env["account.move"]._crm_sync_stripe_invoice(provider_sudo, invoice, cache)
         return subscriptions
 
     @api.model
@@ -143,7 +176,7 @@ class CrmSubscription(models.Model):
         :return: the mirror, or an empty recordset when its customer cannot be found
         """
         cache = {} if cache is None else cache
-        Subscription = self.sudo().with_context(active_test=False, crm_stripe_sync=True)
+        Subscription = self.sudo().with_context(crm_stripe_sync=True)
         subscription = Subscription.search(
             [("stripe_provider_id", "=", provider_sudo.id), ("stripe_subscription_id", "=", remote["id"])], limit=1
         )
@@ -210,7 +243,7 @@ class CrmSubscription(models.Model):
         # Since API 2025-03-31 the current period lives on each item.
         period_end = (items and items[0].get("current_period_end")) or remote.get("current_period_end")
         state = STRIPE_STATES.get(remote.get("status"), subscription.state)
-        if remote.get("pause_collection") and state == "active":
+        if remote.get("pause_collection") and state in ("trial", "active", "past_due"):
             state = "paused"
         start = _date(remote.get("start_date") or remote.get("created")) or subscription.start_date
         end_date = False
@@ -290,8 +323,10 @@ class ProductProduct(models.Model):
         key = ("product", stripe_product_id)
         if key in cache:
             return cache[key]
-        Product = self.sudo().with_context(active_test=False)
-        product = Product.search([("crm_stripe_product_id", "=", stripe_product_id)], limit=1) if stripe_product_id else Product
+        Product = self.sudo()
+        product = Product.with_context(active_test=False).search(
+            [("crm_stripe_product_id", "=", stripe_product_id)], limit=1
+        ) if stripe_product_id else Product
         if not product:
             remote = provider_sudo._crm_stripe_call("retrieve_product", stripe_product_id) if stripe_product_id else {}
             product = Product.create(
@@ -309,6 +344,10 @@ class ProductProduct(models.Model):
 
 class AccountMove(models.Model):
     _inherit = "account.move"
+
+    def _has_to_be_paid(self):
+        # Stripe Billing collects its invoices: no second way to pay them from Odoo's portal.
+        return not self.crm_stripe_invoice_id and super()._has_to_be_paid()
 
     @api.model
     def _crm_sync_stripe_invoice(self, provider_sudo, remote, cache=None):
@@ -328,7 +367,7 @@ class AccountMove(models.Model):
         )
         if not subscription_id:
             return _("Not a subscription's invoice: not mirrored.")
-        Move = self.sudo().with_context(active_test=False)
+        Move = self.sudo()
         move = Move.search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
         if not move:
             if status not in MIRRORED_INVOICE_STATUSES or status == "void":
@@ -358,6 +397,9 @@ class AccountMove(models.Model):
 
     @api.model
     def _crm_create_stripe_invoice_move(self, provider_sudo, subscription, remote, cache):
+        """Create and post the Odoo invoice (a credit note for a negative total) of a Stripe
+        invoice: its lines net of discounts, with the company's taxes of the same rates, the
+        service period of its subscription lines, and what it owes equal to Stripe's total."""
         currency = self.env["res.currency"].with_context(active_test=False).search(
             [("name", "=", (remote.get("currency") or "").upper())], limit=1
         )
@@ -368,9 +410,12 @@ class AccountMove(models.Model):
         if lines.get("has_more"):
             items = provider_sudo._crm_stripe_call("list_invoice_lines", remote["id"])
         company = provider_sudo.company_id
-        invoice_lines = []
+        total = payment_utils.to_major_currency_units(remote.get("total") or 0, currency)
+        sign = -1 if total < 0 else 1
+        invoice_lines, periods = [], []
         for item in items:
-            amount = payment_utils.to_major_currency_units(item.get("amount") or 0, currency)
+            minor = (item.get("amount") or 0) - sum(d.get("amount") or 0 for d in item.get("discount_amounts") or [])
+            amount = sign * payment_utils.to_major_currency_units(minor, currency)
             quantity = item.get("quantity") or 1
             price_unit = amount / quantity
             if not currency.is_zero(currency.round(price_unit) * quantity - amount):
@@ -383,6 +428,7 @@ class AccountMove(models.Model):
             period = item.get("period") or {}
             name = item.get("description") or (product and product.name) or _("Stripe invoice line")
             if period.get("start") and period.get("end"):
+                periods.append((period["start"], period["end"]))
                 name = _(
                     "%(name)s (%(start)s to %(end)s)",
                     name=name,
@@ -395,14 +441,16 @@ class AccountMove(models.Model):
                     "name": name,
                     "quantity": quantity,
                     "price_unit": price_unit,
-                    "tax_ids": [(6, 0, self._crm_stripe_taxes(item, company).ids)],
+                    "tax_ids": [(6, 0, self._crm_stripe_taxes(provider_sudo, item, company, cache).ids)],
                 }
             )
-        period_start = _date(remote.get("period_start"))
-        period_end = _date(remote.get("period_end"))
+        # The lines' periods are the service period (the invoice's own period_start/end is the
+        # period before, for usage billed in arrears).
+        period_start = _date(min(start for start, __ in periods)) if periods else _date(remote.get("period_start"))
+        period_end = _date(max(end for __, end in periods)) if periods else _date(remote.get("period_end"))
         move = self.with_company(company).create(
             {
-                "move_type": "out_invoice",
+                "move_type": "out_refund" if sign < 0 else "out_invoice",
                 "partner_id": subscription.partner_id.id,
                 "currency_id": currency.id,
                 "invoice_date": _date(remote.get("created") or remote.get("date")),
@@ -416,21 +464,38 @@ class AccountMove(models.Model):
                 "invoice_line_ids": [(0, 0, values) for values in invoice_lines],
             }
         )
-        total = payment_utils.to_major_currency_units(remote.get("total") or 0, currency)
-        difference = currency.round(total - move.amount_total)
+        difference = currency.round(abs(total) - move.amount_total)
         if not currency.is_zero(difference):
-            # Taxes Stripe computed that no Odoo tax matches, or the customer's Stripe balance:
-            # the invoice owes what Stripe asks for, so that its payment settles it exactly.
-            move.invoice_line_ids = [(0, 0, {"name": _("Adjustment to Stripe's total"), "quantity": 1, "price_unit": difference})]
+            # Taxes Stripe computed that no Odoo tax of the company matches: the invoice owes
+            # what Stripe asks for, so that its payment settles it exactly.
+            move.invoice_line_ids = [(0, 0, {"name": _("Taxes computed by Stripe"), "quantity": 1, "price_unit": difference})]
         move.action_post()
+        from_balance = (remote.get("total") or 0) - (remote.get("amount_due") or 0)
+        if sign > 0 and from_balance > 0:
+            move.message_post(body=_(
+                "%(amount)s of this invoice was paid from the customer's balance in Stripe: "
+                "reconcile it with their credit here.",
+                amount=format_amount(self.env, payment_utils.to_major_currency_units(from_balance, currency), currency),
+            ))
         return move
 
     @api.model
-    def _crm_stripe_taxes(self, item, company):
-        """The company's sale taxes of the same rate as the Stripe line's tax rates."""
+    def _crm_stripe_taxes(self, provider_sudo, item, company, cache):
+        """The company's sale taxes of the same rates as the Stripe line's: ``tax_rates``
+        (objects) before API 2025-03-31, ``taxes[].tax_rate_details`` (ids) since."""
+        rates = [rate for rate in item.get("tax_rates") or [] if isinstance(rate, dict)]
+        for tax in item.get("taxes") or []:
+            rate = (tax.get("tax_rate_details") or {}).get("tax_rate")
+            if isinstance(rate, str):
+                key = ("tax_rate", rate)
+                if key not in cache:
+                    cache[key] = provider_sudo._crm_stripe_call("retrieve_tax_rate", rate)
+                rate = cache[key]
+            if isinstance(rate, dict):
+                rates.append(rate)
         taxes = self.env["account.tax"]
-        for rate in item.get("tax_rates") or []:
-            if not isinstance(rate, dict) or rate.get("percentage") is None:
+        for rate in rates:
+            if rate.get("percentage") is None:
                 continue
             taxes |= self.env["account.tax"].sudo().search(
                 [

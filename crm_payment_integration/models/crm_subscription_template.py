@@ -42,9 +42,16 @@ class CrmSubscriptionTemplate(models.Model):
         for template in self:
             template.subscription_count = counts.get(template, 0)
 
-    def _crm_subscription_values(self, start_date):
-        """What a subscription starting on ``start_date`` takes from the plan."""
+    def _crm_subscription_values(self, start_date, currency=None):
+        """What a subscription starting on ``start_date`` takes from the plan, its prices
+        (in the company's currency) converted to the subscription's ``currency``."""
         self.ensure_one()
+        company = self.company_id or self.env.company
+        currency = currency or company.currency_id
+
+        def price(amount):
+            return company.currency_id._convert(amount, currency, company, start_date)
+
         return {
             "interval_number": self.interval_number,
             "interval_unit": self.interval_unit,
@@ -58,7 +65,7 @@ class CrmSubscriptionTemplate(models.Model):
                         "product_id": line.product_id.id,
                         "name": line.name,
                         "quantity": line.quantity,
-                        "price_unit": line.price_unit,
+                        "price_unit": price(line.price_unit),
                         "discount": line.discount,
                         "tax_ids": [(6, 0, line.tax_ids.ids)],
                     },

@@ -17,6 +17,12 @@ _logger = logging.getLogger(__name__)
 class PaymentTransaction(models.Model):
     _inherit = "payment.transaction"
 
+    crm_idempotency_basis = fields.Char(
+        readonly=True,
+        copy=False,
+        help="What the Stripe idempotency keys of this transaction derive from when not its "
+        "reference: a subscription's charge of a period, which a crashed billing run repeats.",
+    )
     crm_flow = fields.Selection(
         [
             ("checkout", "Hosted page"),
@@ -55,7 +61,7 @@ class PaymentTransaction(models.Model):
 
     @api.model
     def _crm_create(self, partner, amount, currency, flow, invoices=None, token=None, lead=None,
-                    reason=None, operation=None):
+                    reason=None, operation=None, idempotency_basis=None):
         """Create a draft transaction on the company's Stripe provider for CRM Payments.
 
         :param recordset partner: the paying `res.partner`
@@ -90,6 +96,7 @@ class PaymentTransaction(models.Model):
             "crm_reason": reason or False,
             "token_id": token.id if token else False,
             "invoice_ids": [(6, 0, invoices.ids)],
+            "crm_idempotency_basis": idempotency_basis or False,
         }
         values["reference"] = self.sudo()._compute_reference(
             "stripe", invoice_ids=[(6, 0, invoices.ids)]
@@ -144,7 +151,7 @@ class PaymentTransaction(models.Model):
     def _crm_idempotency_key(self, scope, *parts):
         self.ensure_one()
         return make_idempotency_key(
-            self.provider_id._crm_database_uuid(), scope, self.reference, *parts
+            self.provider_id._crm_database_uuid(), scope, self.crm_idempotency_basis or self.reference, *parts
         )
 
     def _crm_customer_id(self):
@@ -476,7 +483,8 @@ class PaymentTransaction(models.Model):
         fail, the transactions stay confirmed and not post-processed: each is retried on its
         own, and Odoo's post-processing cron remains the safety net.
         """
-        txs = self.with_context(crm_batch=None).filtered(lambda tx: not tx.is_post_processed)
+        # A transaction rolled back with its savepoint after it was confirmed is gone.
+        txs = self.with_context(crm_batch=None).exists().filtered(lambda tx: not tx.is_post_processed)
         if not txs:
             return
         try:

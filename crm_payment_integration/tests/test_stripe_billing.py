@@ -98,13 +98,25 @@ class TestStripeBillingImport(StripeBillingCommon):
         self.assertEqual(len(invoice.line_ids.matched_credit_ids | invoice.line_ids.matched_debit_ids), 1)
 
     def test_import_links_an_existing_partner_by_email(self):
+        existing = self.env["res.partner"].create(
+            {"name": "Azure Billing", "email": "Azure-Billing@example.com", "is_company": True, "city": "Fremont"}
+        )
         customer_id = self._stripe_customer(name="Azure (Stripe)", email="azure-billing@example.com")
-        existing = self.env["res.partner"].create({"name": "Azure Billing", "email": "azure-billing@example.com", "is_company": True})
-        self._import()
-        self.assertFalse(self.env["crm.subscription"].search([("partner_id", "=", existing.id)]))
         remote = self._stripe_subscription(customer_id=customer_id)
         self._import()
-        self.assertEqual(self._mirror(remote).partner_id, existing)
+        mirror = self._mirror(remote)
+        self.assertEqual(mirror.partner_id, existing)
+        self.assertEqual((existing.name, existing.city), ("Azure Billing", "Fremont"), "Odoo's details are kept")
+        self.assertEqual(existing.payment_token_ids.payment_details, "4242")
+        # A contact's address does not hand a company's account to a stranger; nor does a
+        # look-alike address (no wildcard matching).
+        self.env["res.partner"].create({"name": "Jo", "email": "jo@example.com", "parent_id": existing.id})
+        self.env["res.partner"].create({"name": "Look-alike", "email": "a_b@example.com", "is_company": True})
+        remote = self._stripe_subscription(customer_id=self._stripe_customer(name="Jo Stripe", email="jo@example.com"))
+        other = self._stripe_subscription(customer_id=self._stripe_customer(name="AXB", email="axb@example.com"))
+        self._import()
+        self.assertEqual(self._mirror(remote).partner_id.name, "Jo Stripe")
+        self.assertEqual(self._mirror(other).partner_id.name, "AXB")
 
     def test_mirror_is_read_only_and_cancels_in_stripe(self):
         remote = self._stripe_subscription()
@@ -114,6 +126,17 @@ class TestStripeBillingImport(StripeBillingCommon):
             mirror.line_ids.quantity = 5
         with self.assertRaisesRegex(UserError, "billed by Stripe Billing"):
             mirror.action_pause()
+        as_accountant = mirror.with_user(self.accountant)
+        with self.assertRaisesRegex(UserError, "billed by Stripe Billing"):
+            # A client sending the sync's context key is not the sync.
+            as_accountant.with_context(crm_stripe_sync=True).write({"next_invoice_date": False})
+        with self.assertRaisesRegex(UserError, "cannot be changed"):
+            as_accountant.write({"managed_by": "odoo"})
+        with self.assertRaisesRegex(UserError, "come from Stripe"):
+            self.env["crm.subscription"].with_user(self.accountant).create(
+                {"partner_id": self.partner.id, "managed_by": "stripe", "stripe_subscription_id": "sub_forged"}
+            )
+        as_accountant.user_id = self.salesman  # who follows it up stays editable
         # The Odoo billing run leaves it to Stripe.
         self.assertEqual(self.env["crm.subscription"]._cron_bill(now=mirror.next_invoice_date + relativedelta(days=1)), 0)
         self.assertEqual(len(mirror.invoice_ids), 1)
@@ -133,6 +156,15 @@ class TestStripeBillingImport(StripeBillingCommon):
         self.assertEqual(mirror.state, "draft")
         invoice = mirror.invoice_ids
         self.assertEqual((invoice.state, invoice.payment_state), ("posted", "not_paid"))
+        self.assertFalse(invoice.transaction_ids)
+        # Stripe collects it: no second way to pay it from Odoo.
+        self.assertFalse(invoice._has_to_be_paid())
+        with self.assertRaisesRegex(UserError, "Stripe collects it"):
+            invoice.with_user(self.accountant).action_crm_charge_saved_method()
+        with self.assertRaisesRegex(UserError, "Stripe collects it"):
+            invoice._crm_payment_link_tx()
+        # A card saved in Odoo does not make Odoo retry what Stripe retries.
+        self.env["crm.subscription"]._crm_on_new_payment_method(mirror.partner_id)
         self.assertFalse(invoice.transaction_ids)
 
 
@@ -184,6 +216,13 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
         renewal, renewed, intent = self._renewal(remote, status="paid")
         http = StripeHttpMock(self._routes(renewal, renewed, intent), passthrough=True)
         with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+            # Its PaymentIntent's event may come first; the intent no longer names its invoice.
+            paid_intent = stripe_event("payment_intent.succeeded", intent)
+            self._post_event(paid_intent)
+            self.env["crm.payment.event"]._crm_process_due()
+            stored = self.env["crm.payment.event"].search([("stripe_event_id", "=", paid_intent["id"])])
+            self.assertIn("Stripe Billing", stored.result)
+            self.assertFalse(self.env["payment.transaction"].search([("provider_reference", "=", intent["id"])]))
             event = stripe_event("invoice.paid", renewal)
             self._post_event(event)
             self._post_event(event)  # Stripe delivers it again
@@ -194,7 +233,8 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
         self.assertEqual(len(invoices), 2)
         second = invoices[1]
         self.assertEqual(second.crm_stripe_invoice_id, renewal["id"])
-        self.assertEqual(second.crm_period_start, _day(renewal["period_start"]))
+        self.assertEqual(second.crm_period_start, _day(renewal["lines"]["data"][0]["period"]["start"]))
+        self.assertEqual(second.crm_period_end, _day(renewal["lines"]["data"][0]["period"]["end"]) - relativedelta(days=1))
         self.assertEqual(second.amount_total, 30.0)
         self.assertTrue(self._crm_reconciled(second))
         self.assertEqual(second.transaction_ids.provider_reference, intent["id"])
@@ -265,8 +305,10 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
                 "status": status,
                 "billing_reason": "subscription_cycle",
                 "created": period_start,
-                "period_start": period_start,
-                "period_end": period_end,
+                # Stripe's invoice period is the one before (usage billed in arrears); the
+                # lines carry the service period.
+                "period_start": remote["current_period_start"],
+                "period_end": period_start,
                 "subtotal": 3000,
                 "total": 3000,
                 "amount_due": 3000,
