@@ -194,6 +194,17 @@ class CrmSubscriptionPortal(CustomerPortal):
         return request.redirect(f"/my/subscriptions/{subscription.id}?message=cancelled")
 
     @http.route(
+        "/my/subscriptions/<int:subscription_id>/keep", type="http", auth="user", methods=["POST"], website=True
+    )
+    def crm_my_subscription_keep(self, subscription_id, **kwargs):
+        """Change one's mind: a cancellation planned for the end of the period is dropped."""
+        subscription = self._crm_subscription_or_404(subscription_id)
+        if subscription.state in ("trial", "active", "past_due", "paused") and subscription.end_date:
+            subscription.action_reactivate()
+            return request.redirect(f"/my/subscriptions/{subscription.id}?message=kept")
+        return request.redirect(f"/my/subscriptions/{subscription.id}")
+
+    @http.route(
         "/my/subscriptions/<int:subscription_id>/<any(pause,resume):action>",
         type="http",
         auth="user",

@@ -208,6 +208,28 @@ class CrmSubscription(models.Model):
                 body=_("Ends on %(date)s: %(reason)s", date=last_day, reason=reason or _("no reason given"))
             )
 
+    def action_reactivate(self):
+        """Undo a cancellation: one planned for the end of the period is dropped; a cancelled
+        or expired subscription starts a new period today."""
+        for subscription in self:
+            today = fields.Date.context_today(subscription)
+            if subscription.state in ("trial", "active", "past_due", "paused") and subscription.end_date:
+                subscription.end_date = False
+                subscription.message_post(body=_("Reactivated: it goes on after the current period."))
+            elif subscription.state in ("cancelled", "expired"):
+                subscription.write(
+                    {
+                        "state": "active",
+                        "end_date": False,
+                        "next_invoice_date": today,
+                        "dunning_attempts": 0,
+                        "dunning_next_date": False,
+                    }
+                )
+                subscription.message_post(body=_("Reactivated: a new period starts today."))
+            else:
+                raise UserError(_("%s is not cancelled: there is nothing to reactivate.", subscription.name))
+
     def action_pause(self):
         for subscription in self.filtered(lambda s: s.state in ("active", "past_due")):
             subscription.state = "paused"

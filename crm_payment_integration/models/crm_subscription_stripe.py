@@ -138,6 +138,23 @@ class CrmSubscription(models.Model):
             self -= stripe_managed
         return super().action_cancel_at_period_end(reason=reason)
 
+    def action_reactivate(self):
+        """A mirror ending at the end of its period goes on in Stripe; one Stripe cancelled
+        cannot come back (Stripe starts a new subscription instead)."""
+        stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
+        for subscription in stripe_managed:
+            if subscription.state in ("cancelled", "expired", "draft"):
+                raise UserError(_(
+                    "%s was cancelled in Stripe Billing, which cannot reactivate it: create a new subscription in Stripe.",
+                    subscription.name,
+                ))
+            remote = subscription.stripe_provider_id.sudo()._crm_stripe_call(
+                "update_subscription", subscription.stripe_subscription_id, {"cancel_at_period_end": False}
+            )
+            subscription._crm_apply_stripe_subscription(remote)
+            subscription.message_post(body=_("Reactivated in Stripe: it goes on after the current period."))
+        return super(CrmSubscription, self - stripe_managed).action_reactivate()
+
     def _prorate(self, line, old_amount, new_amount, today=None):
         if self.managed_by == "stripe":
             return  # Stripe prorates its own subscriptions

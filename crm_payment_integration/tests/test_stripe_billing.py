@@ -140,11 +140,19 @@ class TestStripeBillingImport(StripeBillingCommon):
         # The Odoo billing run leaves it to Stripe.
         self.assertEqual(self.env["crm.subscription"]._cron_bill(now=mirror.next_invoice_date + relativedelta(days=1)), 0)
         self.assertEqual(len(mirror.invoice_ids), 1)
+        mirror.action_cancel_at_period_end("thinking about it")
+        self.assertTrue(self.gateway.retrieve_subscription(remote["id"])["cancel_at_period_end"])
+        self.assertEqual(mirror.end_date, mirror.next_invoice_date - relativedelta(days=1))
+        mirror.action_reactivate()
+        self.assertFalse(self.gateway.retrieve_subscription(remote["id"])["cancel_at_period_end"])
+        self.assertFalse(mirror.end_date)
         mirror.action_cancel("moving to another tool")
         self.assertEqual(self.gateway.retrieve_subscription(remote["id"])["status"], "canceled")
         self.assertEqual(mirror.state, "cancelled")
         self.assertFalse(mirror.next_invoice_date)
         self.assertIn("moving to another tool", "".join(mirror.message_ids.mapped("body")))
+        with self.assertRaisesRegex(UserError, "cannot reactivate"):
+            mirror.action_reactivate()
 
     def test_declined_first_invoice_stays_open(self):
         # 4000000000000341 attaches but declines every charge: Stripe's invoice stays open.

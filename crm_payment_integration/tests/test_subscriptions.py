@@ -215,6 +215,27 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual(subscription.state, "expired")
         self.assertEqual(len(subscription.invoice_ids), 2)
 
+    def test_reactivation(self):
+        subscription = self._subscription(self._crm_save_card())
+        subscription.action_start()
+        self._bill(date(2027, 1, 15))
+        subscription.action_cancel_at_period_end("Too expensive")
+        self.assertEqual(subscription.end_date, date(2027, 2, 14))
+        subscription.action_reactivate()  # changed their mind before the end
+        self.assertFalse(subscription.end_date)
+        self._bill(date(2027, 2, 15))
+        self.assertEqual((subscription.state, len(subscription.invoice_ids)), ("active", 2))
+        subscription.action_cancel("Closing the account")
+        self.assertEqual(self._bill(date(2027, 4, 1)), 0)
+        with patch("odoo.fields.Date.context_today", return_value=date(2027, 4, 1)):
+            subscription.action_reactivate()  # back after a while: a new period from that day
+        self.assertEqual((subscription.state, subscription.next_invoice_date), ("active", date(2027, 4, 1)))
+        self._bill(date(2027, 4, 1))
+        self.assertEqual(subscription.invoice_ids.sorted("crm_period_start")[-1].crm_period_start, date(2027, 4, 1))
+        self.assertTrue(self._crm_reconciled(subscription.invoice_ids.sorted("crm_period_start")[-1]))
+        with self.assertRaisesRegex(UserError, "nothing to reactivate"):
+            subscription.action_reactivate()
+
     def test_created_from_an_opportunity_and_shown_on_partner(self):
         lead = self.env["crm.lead"].create(
             {"name": "Support contract", "type": "opportunity", "partner_id": self.contact.id, "user_id": self.salesman.id}
@@ -417,6 +438,14 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         other = self.url_open(f"/my/subscriptions/{self.theirs.id}/cancel", data={"reason": "x", "csrf_token": token})
         self.assertEqual(other.status_code, 404)
         self.assertFalse(self.theirs.end_date)
+        # Changed their mind: "Keep my subscription" drops the planned end.
+        self.assertIn("o_crm_subscription_keep", done.text)
+        with mute_logger("odoo.http"):
+            self.assertEqual(self.url_open(f"/my/subscriptions/{self.mine.id}/keep", data={"x": "1"}).status_code, 400)
+        self.assertEqual(self.mine.end_date, date(2027, 1, 14))
+        kept = self.url_open(f"/my/subscriptions/{self.mine.id}/keep", data={"csrf_token": token})
+        self.assertEqual(kept.status_code, 200)
+        self.assertFalse(self.mine.end_date)
 
     def test_payment_methods_page(self):
         first = self._crm_save_card()
