@@ -3,7 +3,7 @@
 localstripe itself listens on every interface and pickles its whole store to
 /tmp/localstripe.pickle after each write, which is slow and shared between instances. This
 launcher binds 127.0.0.1 and keeps the store in memory, so each test run, demo and benchmark has
-its own clean Stripe.
+its own clean Stripe, and indexes the store by object type (see index_store_by_type).
 
 With ``--checkout`` (the demo), it also answers Stripe Checkout Sessions and shows a stand-in
 hosted payment page (see localstripe_checkout.py).
@@ -13,15 +13,44 @@ Usage: python3 tools/run_localstripe.py PORT [--checkout]
 
 import logging
 import sys
+from collections import defaultdict
 
 from aiohttp import web
 from localstripe import resources, server
+
+
+def index_store_by_type():
+    """localstripe lists objects of a type (every refund of the account, to show a charge's
+    refunds) by scanning its whole store: each answer slows down as the store grows, which
+    Stripe's do not. Keep the store indexed by object type so that a listing reads only its
+    own type."""
+    by_type = defaultdict(dict)
+
+    def setitem(self, key, value):
+        dict.__setitem__(self, key, value)
+        by_type[key.split(":", 1)[0]][key] = value
+
+    def delitem(self, key):
+        dict.__delitem__(self, key)
+        by_type[key.split(":", 1)[0]].pop(key, None)
+
+    def api_list_all(cls, url, limit=None, starting_after=None, **kwargs):
+        if kwargs:
+            raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+        listing = resources.List(url, limit=limit, starting_after=starting_after)
+        listing._list = list(by_type[cls.object].values())
+        return listing
+
+    resources.Store.__setitem__ = setitem
+    resources.Store.__delitem__ = delitem
+    resources.StripeObject._api_list_all = classmethod(api_list_all)
 
 
 def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8420
     resources.Store.dump_to_disk = lambda self: None
     resources.Store.try_load_from_disk = lambda self: None
+    index_store_by_type()
     logging.basicConfig(level=logging.WARNING)
     if "--checkout" in sys.argv[2:]:
         import localstripe_checkout

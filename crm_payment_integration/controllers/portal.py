@@ -6,6 +6,7 @@ from odoo import _, http
 from odoo.exceptions import AccessError, MissingError, UserError
 from odoo.http import request
 
+from odoo.addons.account.controllers.portal import PortalAccount
 from odoo.addons.payment.controllers.portal import PaymentPortal
 from odoo.addons.portal.controllers.portal import CustomerPortal
 
@@ -199,7 +200,7 @@ class CrmSubscriptionPortal(CustomerPortal):
     def crm_my_subscription_keep(self, subscription_id, **kwargs):
         """Change one's mind: a cancellation planned for the end of the period is dropped."""
         subscription = self._crm_subscription_or_404(subscription_id)
-        if subscription.state in ("trial", "active", "past_due", "paused") and subscription.end_date:
+        if subscription.state in ("trial", "active", "past_due", "paused") and subscription.end_by_cancellation:
             subscription.action_reactivate()
             return request.redirect(f"/my/subscriptions/{subscription.id}?message=kept")
         return request.redirect(f"/my/subscriptions/{subscription.id}")
@@ -275,3 +276,9 @@ class CrmPaymentMethodPortal(PaymentPortal):
         if not token:
             raise NotFound()
         return partner, token
+
+
+class CrmPortalAccount(PortalAccount):
+    def _get_overdue_invoices_domain(self, partner_id=None):
+        """Stripe Billing collects the invoices it mirrors: not among those paid from Odoo."""
+        return super()._get_overdue_invoices_domain(partner_id) + [("crm_stripe_invoice_id", "=", False)]

@@ -484,10 +484,7 @@ class CrmPaymentEvent(models.Model):
         if not tx:
             if intent.get("status") != "succeeded":
                 return _("No transaction for this PaymentIntent.")
-            if intent.get("invoice") or provider_sudo._crm_stripe_call(
-                "list_invoice_payments", payment_intent_id=intent["id"]
-            ):
-                # Since API 2025-03-31 an intent no longer names its invoice: asked the other way.
+            if intent.get("invoice"):
                 return _("Paid through a Stripe invoice; left to Stripe Billing.")
             recent = not self.stripe_created or fields.Datetime.now() - self.stripe_created < timedelta(minutes=15)
             if intent.get("description") and recent:
@@ -496,6 +493,8 @@ class CrmPaymentEvent(models.Model):
                 raise UserError(
                     _("No transaction %(reference)s yet for this payment.", reference=intent["description"])
                 )
+            if self._crm_paid_by_stripe_invoice(intent["id"]):
+                return _("Paid through a Stripe invoice; left to Stripe Billing.")
             tx = Transaction._crm_create_from_intent(provider_sudo, intent)
             if not tx:
                 return _("No partner is linked to this payment's customer.")
@@ -504,6 +503,15 @@ class CrmPaymentEvent(models.Model):
             # method there. The session's own events settle it.
             return _("Attempt on the hosted page: the Checkout Session decides.")
         return tx._crm_apply_payment_intent(intent)
+
+    def _crm_paid_by_stripe_invoice(self, intent_id):
+        """Whether a PaymentIntent pays a Stripe invoice (since API 2025-03-31 it no longer
+        names it: asked the other way). A key that may not read invoices says no."""
+        try:
+            return bool(self.provider_id._crm_stripe_call("list_invoice_payments", payment_intent_id=intent_id))
+        except UserError as error:
+            _logger.warning("could not tell whether %s pays a Stripe invoice: %s", intent_id, error)
+            return False
 
     def _crm_handle_checkout_session(self):
         """Apply a Checkout Session as Stripe has it now; the return page may have done it."""

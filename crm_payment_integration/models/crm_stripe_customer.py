@@ -420,7 +420,12 @@ class CrmStripeCustomer(models.Model):
             if partner:
                 # A partner Odoo already knows keeps its details; only its cards come along.
                 binding_sudo = self.sudo().create(
-                    {"partner_id": partner.id, "provider_id": provider_sudo.id, "stripe_customer_id": customer_id}
+                    {
+                        "partner_id": partner.id,
+                        "provider_id": provider_sudo.id,
+                        "stripe_customer_id": customer_id,
+                        "needs_push": True,  # Odoo's details win, as for any linked partner
+                    }
                 )
                 binding_sudo._crm_sync_payment_methods(customer)
                 partner.message_post(

@@ -82,6 +82,9 @@ class CrmSubscription(models.Model):
     )
     renewal_reminded_for = fields.Date(readonly=True, copy=False)
     card_reminded_token_id = fields.Many2one("payment.token", readonly=True, copy=False)
+    end_by_cancellation = fields.Boolean(
+        readonly=True, copy=False, help="The end date comes from a cancellation at the end of the period."
+    )
     dunning_attempts = fields.Integer(string="Failed Attempts", readonly=True, copy=False)
     dunning_next_date = fields.Date(string="Next Payment Retry", readonly=True, copy=False, index="btree_not_null")
     amount_untaxed = fields.Monetary(compute="_compute_amounts", store=True)
@@ -203,7 +206,7 @@ class CrmSubscription(models.Model):
         """Cancel at the end of the period already invoiced: it ends then, without renewal."""
         for subscription in self.filtered(lambda s: s.state in ("trial", "active", "past_due", "paused")):
             last_day = (subscription.next_invoice_date or fields.Date.context_today(subscription)) - relativedelta(days=1)
-            subscription.end_date = last_day
+            subscription.write({"end_date": last_day, "end_by_cancellation": True})
             subscription.message_post(
                 body=_("Ends on %(date)s: %(reason)s", date=last_day, reason=reason or _("no reason given"))
             )
@@ -214,19 +217,30 @@ class CrmSubscription(models.Model):
         for subscription in self:
             today = fields.Date.context_today(subscription)
             if subscription.state in ("trial", "active", "past_due", "paused") and subscription.end_date:
-                subscription.end_date = False
+                subscription.write({"end_date": False, "end_by_cancellation": False})
                 subscription.message_post(body=_("Reactivated: it goes on after the current period."))
             elif subscription.state in ("cancelled", "expired"):
-                subscription.write(
-                    {
-                        "state": "active",
-                        "end_date": False,
-                        "next_invoice_date": today,
-                        "dunning_attempts": 0,
-                        "dunning_next_date": False,
-                    }
+                # Not before what was already invoiced, nor before the start or the trial's end.
+                invoiced = subscription.invoice_ids.filtered(lambda m: m.state == "posted" and m.crm_period_end)
+                start = max(
+                    today,
+                    subscription.start_date,
+                    max(invoiced.mapped("crm_period_end"), default=today) + relativedelta(days=1)
+                    if invoiced else today,
                 )
-                subscription.message_post(body=_("Reactivated: a new period starts today."))
+                in_trial = subscription.trial_end_date and subscription.trial_end_date > start
+                unpaid = subscription._crm_unpaid_invoices()
+                values = {
+                    "state": "trial" if in_trial else ("past_due" if unpaid else "active"),
+                    "end_date": False,
+                    "end_by_cancellation": False,
+                    "next_invoice_date": subscription.trial_end_date if in_trial else start,
+                    "dunning_attempts": 0,
+                    # Unpaid invoices are charged again at the next run.
+                    "dunning_next_date": today if unpaid else False,
+                }
+                subscription.write(values)
+                subscription.message_post(body=_("Reactivated: the next period starts on %s.", values["next_invoice_date"]))
             else:
                 raise UserError(_("%s is not cancelled: there is nothing to reactivate.", subscription.name))
 
@@ -373,6 +387,8 @@ class CrmSubscription(models.Model):
                 invoices[subscription.id, subscription.next_invoice_date] = move
                 subscription.adjustment_ids.filtered(lambda a: not a.invoice_id).invoice_id = move
         pairs = [(subscription, invoices[subscription.id, subscription.next_invoice_date]) for subscription in to_bill]
+        cancelled = Move.union(*(invoice for __, invoice in pairs)).filtered(lambda m: m.state == "cancel")
+        cancelled.button_draft()  # the period's invoice, cancelled by hand: billed again
         drafts = Move.union(*(invoice for __, invoice in pairs)).filtered(lambda m: m.state == "draft")
         drafts.action_post()
         for subscription in to_bill:
@@ -447,14 +463,14 @@ class CrmSubscription(models.Model):
             lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized", "done")
         ):
             return True
-        # Keyed by what is charged, not by names a crashed run may see shift: the same period,
-        # card and attempt get Stripe's first answer again; a retry or a new card is a new charge.
-        basis = "%s:%s:%s:%s:%s" % (
-            self._name, self.id, invoice.crm_period_start or "move-%s" % invoice.id, token.id, self.dunning_attempts
-        )
+        # Named after what is charged (the subscription's period), not after the invoice, whose
+        # name a crashed run may see shift: the reference, hence the idempotency key and every
+        # parameter of the charge, is the same when a run repeats it; an earlier attempt that
+        # stands (declined) makes the next one a new charge ("-1", "-2"...).
         tx = self.env["payment.transaction"]._crm_create(
             invoice.partner_id, invoice.amount_residual, invoice.currency_id, "off_session",
-            invoices=invoice, token=token, lead=self.lead_id, idempotency_basis=basis,
+            invoices=invoice, token=token, lead=self.lead_id,
+            reference_prefix=invoice.crm_period_start and f"{self.name}-{invoice.crm_period_start}",
         )
         tx._crm_charge_off_session()
         if tx.state == "error":
@@ -594,9 +610,7 @@ class CrmSubscription(models.Model):
     def _retry_payment(self, today):
         """Charge the past-due invoices again; paid, the subscription is active again."""
         self.ensure_one()
-        unpaid = self.invoice_ids.filtered(
-            lambda m: m.state == "posted" and not m.currency_id.is_zero(m.amount_residual)
-        ).sorted("crm_period_start")
+        unpaid = self._crm_unpaid_invoices()
         token = self.payment_token_id if self.payment_token_id.active else self.env["payment.token"]
         if not unpaid or not token:
             self.write({"dunning_next_date": False})
@@ -607,6 +621,12 @@ class CrmSubscription(models.Model):
             if not self._charge_invoice(invoice, today):
                 return
         self._payment_recovered()
+
+    def _crm_unpaid_invoices(self):
+        self.ensure_one()
+        return self.invoice_ids.filtered(
+            lambda m: m.move_type == "out_invoice" and m.state == "posted" and not m.currency_id.is_zero(m.amount_residual)
+        ).sorted("crm_period_start")
 
     @api.model
     def _crm_on_new_payment_method(self, partner):

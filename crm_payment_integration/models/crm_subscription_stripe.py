@@ -152,6 +152,11 @@ class CrmSubscription(models.Model):
                 "update_subscription", subscription.stripe_subscription_id, {"cancel_at_period_end": False}
             )
             subscription._crm_apply_stripe_subscription(remote)
+            if subscription.end_date:
+                raise UserError(_(
+                    "Stripe still ends %(name)s on %(date)s (an end date set in Stripe): change it there.",
+                    name=subscription.name, date=subscription.end_date,
+                ))
             subscription.message_post(body=_("Reactivated in Stripe: it goes on after the current period."))
         return super(CrmSubscription, self - stripe_managed).action_reactivate()
 
@@ -276,6 +281,7 @@ class CrmSubscription(models.Model):
             "trial_end_date": _date(remote.get("trial_end")) if remote.get("trial_end") and _date(remote["trial_end"]) >= start else False,
             "next_invoice_date": _date(period_end) if state in ("trial", "active", "past_due") and period_end else False,
             "end_date": end_date,
+            "end_by_cancellation": bool(remote.get("cancel_at_period_end")),
             "interval_unit": first.get("interval") or subscription.interval_unit,
             "interval_number": first.get("interval_count") or subscription.interval_number,
             "currency_id": currency.id,
@@ -445,7 +451,8 @@ class AccountMove(models.Model):
             period = item.get("period") or {}
             name = item.get("description") or (product and product.name) or _("Stripe invoice line")
             if period.get("start") and period.get("end"):
-                periods.append((period["start"], period["end"]))
+                if self._crm_stripe_line_is_service(item):
+                    periods.append((period["start"], period["end"]))
                 name = _(
                     "%(name)s (%(start)s to %(end)s)",
                     name=name,
@@ -495,6 +502,16 @@ class AccountMove(models.Model):
                 amount=format_amount(self.env, payment_utils.to_major_currency_units(from_balance, currency), currency),
             ))
         return move
+
+    @api.model
+    def _crm_stripe_line_is_service(self, item):
+        """Whether an invoice line bills its subscription's current period (not a proration of
+        a change, nor a one-off item)."""
+        parent = item.get("parent") or {}
+        if parent:  # since API 2025-03-31
+            details = parent.get("subscription_item_details") or {}
+            return parent.get("type") == "subscription_item_details" and not details.get("proration")
+        return item.get("type") == "subscription" and not item.get("proration")
 
     @api.model
     def _crm_stripe_taxes(self, provider_sudo, item, company, cache):

@@ -17,12 +17,6 @@ _logger = logging.getLogger(__name__)
 class PaymentTransaction(models.Model):
     _inherit = "payment.transaction"
 
-    crm_idempotency_basis = fields.Char(
-        readonly=True,
-        copy=False,
-        help="What the Stripe idempotency keys of this transaction derive from when not its "
-        "reference: a subscription's charge of a period, which a crashed billing run repeats.",
-    )
     crm_flow = fields.Selection(
         [
             ("checkout", "Hosted page"),
@@ -61,7 +55,7 @@ class PaymentTransaction(models.Model):
 
     @api.model
     def _crm_create(self, partner, amount, currency, flow, invoices=None, token=None, lead=None,
-                    reason=None, operation=None, idempotency_basis=None):
+                    reason=None, operation=None, reference_prefix=None):
         """Create a draft transaction on the company's Stripe provider for CRM Payments.
 
         :param recordset partner: the paying `res.partner`
@@ -96,10 +90,9 @@ class PaymentTransaction(models.Model):
             "crm_reason": reason or False,
             "token_id": token.id if token else False,
             "invoice_ids": [(6, 0, invoices.ids)],
-            "crm_idempotency_basis": idempotency_basis or False,
         }
         values["reference"] = self.sudo()._compute_reference(
-            "stripe", invoice_ids=[(6, 0, invoices.ids)]
+            "stripe", prefix=reference_prefix, invoice_ids=[(6, 0, invoices.ids)]
         )
         return self.sudo().create(values)
 
@@ -142,7 +135,13 @@ class PaymentTransaction(models.Model):
     def _crm_metadata(self):
         self.ensure_one()
         metadata = {"reference": self.reference}
-        if self.invoice_ids:
+        subscription = self.invoice_ids.crm_subscription_id
+        if len(self.invoice_ids) == 1 and subscription and self.invoice_ids.crm_period_start:
+            # A billing run that crashed re-creates the invoice under another id: the period,
+            # not the id, keeps the parameters of its replayed charge the same.
+            metadata["odoo_subscription_id"] = str(subscription.id)
+            metadata["odoo_period_start"] = str(self.invoice_ids.crm_period_start)
+        elif self.invoice_ids:
             metadata["odoo_invoice_ids"] = ",".join(str(i) for i in self.invoice_ids.ids)
         if self.crm_lead_id:
             metadata["odoo_lead_id"] = str(self.crm_lead_id.id)
@@ -151,7 +150,7 @@ class PaymentTransaction(models.Model):
     def _crm_idempotency_key(self, scope, *parts):
         self.ensure_one()
         return make_idempotency_key(
-            self.provider_id._crm_database_uuid(), scope, self.crm_idempotency_basis or self.reference, *parts
+            self.provider_id._crm_database_uuid(), scope, self.reference, *parts
         )
 
     def _crm_customer_id(self):
@@ -898,6 +897,15 @@ class PaymentTransaction(models.Model):
             return self.sudo().browse()
         metadata = intent.get("metadata") or {}
         invoice_ids = [int(i) for i in (metadata.get("odoo_invoice_ids") or "").split(",") if i.isdigit()]
+        if (metadata.get("odoo_subscription_id") or "").isdigit() and metadata.get("odoo_period_start"):
+            invoice_ids = self.env["account.move"].sudo().search(
+                [
+                    ("crm_subscription_id", "=", int(metadata["odoo_subscription_id"])),
+                    ("crm_period_start", "=", metadata["odoo_period_start"]),
+                    ("crm_stripe_invoice_id", "=", False),
+                ],
+                limit=1,
+            ).ids
         invoices = self.env["account.move"].sudo().browse(invoice_ids).exists().filtered(
             lambda m: m.company_id == provider_sudo.company_id and m.commercial_partner_id == binding.partner_id
         )

@@ -208,7 +208,11 @@ class ResPartner(models.Model):
         if binding:
             binding._crm_pull()
         self.env["crm.subscription"].sudo().search(
-            [("partner_id", "=", partner.id), ("state", "in", ("trial", "active", "past_due", "paused"))]
+            [
+                ("partner_id", "=", partner.id),
+                ("state", "in", ("trial", "active", "past_due", "paused")),
+                ("managed_by", "=", "odoo"),  # Stripe Billing charges the customer's default itself
+            ]
         ).payment_token_id = token
 
     def _crm_remove_token(self, token):
@@ -218,7 +222,9 @@ class ResPartner(models.Model):
         token.provider_id.sudo()._crm_stripe_call("detach_payment_method", token.stripe_payment_method)
         token.sudo()._crm_archive()
         replacement = self._crm_default_token(token.company_id)
-        self.env["crm.subscription"].sudo().search([("payment_token_id", "=", token.id)]).payment_token_id = replacement
+        self.env["crm.subscription"].sudo().search(
+            [("payment_token_id", "=", token.id), ("managed_by", "=", "odoo")]
+        ).payment_token_id = replacement
 
     def action_crm_charge(self):
         """Open the wizard charging a free amount, with a reason, to a saved method."""

@@ -23,10 +23,16 @@ class IdempotentLocalstripe(StripeHttpMock):
         key = headers.get("Idempotency-Key")
         self.requests.append({"method": method, "url": url, "headers": headers, "data": post_data})
         if method == "post" and key in self.answers:
-            return self.answers[key]
+            first_data, answer = self.answers[key]
+            if first_data != post_data:  # as Stripe: a key is for one set of parameters
+                return json.dumps({"error": {
+                    "type": "idempotency_error",
+                    "message": "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                }}), 400, {}
+            return answer
         answer = self.passthrough.request(method, url, headers, post_data)
         if method == "post" and key:
-            self.answers[key] = answer
+            self.answers[key] = (post_data, answer)
         return answer
 
 

@@ -108,6 +108,10 @@ class TestStripeBillingImport(StripeBillingCommon):
         self.assertEqual(mirror.partner_id, existing)
         self.assertEqual((existing.name, existing.city), ("Azure Billing", "Fremont"), "Odoo's details are kept")
         self.assertEqual(existing.payment_token_ids.payment_details, "4242")
+        # Choosing the default card (Stripe Billing charges the customer's default) leaves the
+        # mirror alone.
+        existing._crm_set_default_token(existing.payment_token_ids)
+        self.assertFalse(mirror.payment_token_id)
         # A contact's address does not hand a company's account to a stranger; nor does a
         # look-alike address (no wildcard matching).
         self.env["res.partner"].create({"name": "Jo", "email": "jo@example.com", "parent_id": existing.id})
@@ -224,8 +228,9 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
         renewal, renewed, intent = self._renewal(remote, status="paid")
         http = StripeHttpMock(self._routes(renewal, renewed, intent), passthrough=True)
         with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
-            # Its PaymentIntent's event may come first; the intent no longer names its invoice.
-            paid_intent = stripe_event("payment_intent.succeeded", intent)
+            # Its PaymentIntent's event may come first (here late, so that it is not waited for);
+            # the intent no longer names its invoice: the invoice payments tell.
+            paid_intent = stripe_event("payment_intent.succeeded", intent, created=int(time.time()) - 3600)
             self._post_event(paid_intent)
             self.env["crm.payment.event"]._crm_process_due()
             stored = self.env["crm.payment.event"].search([("stripe_event_id", "=", paid_intent["id"])])
@@ -305,6 +310,28 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
                 "pricing": {"type": "price_details", "price_details": {"price": item["plan"]["id"], "product": item["plan"]["product"]}, "unit_amount_decimal": "1500"},
             }
         )
+        # A change made last period, prorated on this invoice: lines of their own periods.
+        prorations = []
+        for amount, description in ((500, "Remaining time on 3 × plan"), (-500, "Unused time on 2 × plan")):
+            proration = json.loads(json.dumps(line))
+            proration.update(
+                {
+                    "id": "il_" + os.urandom(6).hex(),
+                    "amount": amount,
+                    "quantity": 1,
+                    "description": description,
+                    "period": {"start": remote["current_period_start"] + 86400 * 10, "end": period_start},
+                    "parent": {
+                        "type": "subscription_item_details",
+                        "subscription_item_details": {"proration": True, "subscription": remote["id"], "subscription_item": item["id"]},
+                    },
+                }
+            )
+            prorations.append(proration)
+        line["parent"] = {
+            "type": "subscription_item_details",
+            "subscription_item_details": {"proration": False, "subscription": remote["id"], "subscription_item": item["id"]},
+        }
         invoice.update(
             {
                 "id": "in_renewal_" + os.urandom(6).hex(),
@@ -321,7 +348,7 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
                 "total": 3000,
                 "amount_due": 3000,
                 "amount_paid": 3000 if status == "paid" else 0,
-                "lines": {"object": "list", "data": [line], "has_more": False},
+                "lines": {"object": "list", "data": [line, *prorations], "has_more": False},
                 "parent": {"type": "subscription_details", "subscription_details": {"subscription": remote["id"], "metadata": {}}},
             }
         )

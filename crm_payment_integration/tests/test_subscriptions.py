@@ -226,6 +226,10 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self._bill(date(2027, 2, 15))
         self.assertEqual((subscription.state, len(subscription.invoice_ids)), ("active", 2))
         subscription.action_cancel("Closing the account")
+        with patch("odoo.fields.Date.context_today", return_value=date(2027, 3, 1)):
+            subscription.action_reactivate()  # within the period already paid: billed after it
+        self.assertEqual((subscription.state, subscription.next_invoice_date), ("active", date(2027, 3, 15)))
+        subscription.action_cancel("Closing the account, really")
         self.assertEqual(self._bill(date(2027, 4, 1)), 0)
         with patch("odoo.fields.Date.context_today", return_value=date(2027, 4, 1)):
             subscription.action_reactivate()  # back after a while: a new period from that day
@@ -235,6 +239,16 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertTrue(self._crm_reconciled(subscription.invoice_ids.sorted("crm_period_start")[-1]))
         with self.assertRaisesRegex(UserError, "nothing to reactivate"):
             subscription.action_reactivate()
+        # Cancelled for want of payment: reactivated, its unpaid invoice is charged again first.
+        declining = self._subscription(self._crm_save_card("4000000000000341"))
+        declining.action_start()
+        self._bill(date(2027, 1, 15))
+        self.assertEqual(declining.state, "past_due")
+        declining.action_cancel("unpaid")
+        with patch("odoo.fields.Date.context_today", return_value=date(2027, 1, 20)):
+            declining.action_reactivate()
+        self.assertEqual((declining.state, declining.dunning_next_date), ("past_due", date(2027, 1, 20)))
+        self.assertEqual(declining.next_invoice_date, date(2027, 2, 15))
 
     def test_created_from_an_opportunity_and_shown_on_partner(self):
         lead = self.env["crm.lead"].create(
@@ -446,6 +460,11 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         kept = self.url_open(f"/my/subscriptions/{self.mine.id}/keep", data={"csrf_token": token})
         self.assertEqual(kept.status_code, 200)
         self.assertFalse(self.mine.end_date)
+        # A fixed term the salesperson set is not the customer's to lift.
+        self.mine.end_date = date(2027, 6, 30)
+        self.assertNotIn("o_crm_subscription_keep", self.url_open(f"/my/subscriptions/{self.mine.id}").text)
+        self.url_open(f"/my/subscriptions/{self.mine.id}/keep", data={"csrf_token": token})
+        self.assertEqual(self.mine.end_date, date(2027, 6, 30))
 
     def test_payment_methods_page(self):
         first = self._crm_save_card()
