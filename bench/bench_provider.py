@@ -16,4 +16,8 @@ def configure_provider(env):
             "crm_webhook_secret": os.environ["WEBHOOK_SECRET"],
         }
     )
+    if not provider.journal_id:  # where its payments are booked
+        provider.journal_id = env["account.journal"].search(
+            [("type", "=", "bank"), ("company_id", "=", provider.company_id.id)], limit=1
+        )
     return provider

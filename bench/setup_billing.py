@@ -18,10 +18,6 @@ from odoo import fields  # noqa: E402
 count = int(os.environ.get("SUBSCRIPTIONS", "1000"))
 env = env  # noqa: F821
 provider = configure_provider(env)
-if not provider.journal_id:
-    provider.journal_id = env["account.journal"].search(
-        [("type", "=", "bank"), ("company_id", "=", provider.company_id.id)], limit=1
-    )
 gateway = provider._crm_stripe_gateway()
 card = env["payment.method"].with_context(active_test=False).search([("code", "=", "card")], limit=1)
 product = env["product.product"].search([("default_code", "=", "BENCH-SUB")], limit=1) or env["product.product"].create(

@@ -18,10 +18,6 @@ from odoo.addons.payment.utils import to_minor_currency_units  # noqa: E402
 count = int(os.environ.get("PAYMENTS", "500"))
 env = env  # noqa: F821
 provider = configure_provider(env)
-if not provider.journal_id:
-    provider.journal_id = env["account.journal"].search(
-        [("type", "=", "bank"), ("company_id", "=", provider.company_id.id)], limit=1
-    )
 currency = provider.company_id.currency_id
 card = env["payment.method"].with_context(active_test=False).search([("code", "=", "card")], limit=1)
 partners = env["res.partner"].create(

@@ -417,35 +417,28 @@ class CrmStripeCustomer(models.Model):
                     limit=10,
                 )
                 partner = same_email.filtered(lambda p: not self._crm_find(p, provider_sudo))[:1]
-            if partner:
-                # A partner Odoo already knows keeps its details; only its cards come along.
-                binding_sudo = self.sudo().create(
-                    {
-                        "partner_id": partner.id,
-                        "provider_id": provider_sudo.id,
-                        "stripe_customer_id": customer_id,
-                        "needs_push": True,  # Odoo's details win, as for any linked partner
-                    }
-                )
-                binding_sudo._crm_sync_payment_methods(customer)
-                partner.message_post(
-                    body=_("Linked to Stripe customer %(customer)s from Stripe Billing.", customer=customer_id),
-                    subtype_xmlid="mail.mt_note",
-                )
-                cache[key] = binding_sudo
-                return binding_sudo
-            if not partner:
-                partner = Partner.with_context(crm_stripe_no_push=True).create(
-                    {
-                        "name": customer.get("name") or customer.get("email") or customer_id,
-                        "email": customer.get("email") or False,
-                        "is_company": not customer.get("email") or bool(customer.get("name")),
-                    }
-                )
-            binding_sudo = self.sudo().create(
-                {"partner_id": partner.id, "provider_id": provider_sudo.id, "stripe_customer_id": customer_id}
+            known = bool(partner)
+            partner = partner or Partner.with_context(crm_stripe_no_push=True).create(
+                {
+                    "name": customer.get("name") or customer.get("email") or customer_id,
+                    "email": customer.get("email") or False,
+                    "is_company": not customer.get("email") or bool(customer.get("name")),
+                }
             )
-            binding_sudo._crm_pull(customer)
+            binding_sudo = self.sudo().create(
+                {
+                    "partner_id": partner.id,
+                    "provider_id": provider_sudo.id,
+                    "stripe_customer_id": customer_id,
+                    # A partner Odoo already knows keeps its details (Odoo's win, as for any
+                    # linked partner); a new one takes Stripe's.
+                    "needs_push": known,
+                }
+            )
+            if known:
+                binding_sudo._crm_sync_payment_methods(customer)
+            else:
+                binding_sudo._crm_pull(customer)
             partner.message_post(
                 body=_("Linked to Stripe customer %(customer)s from Stripe Billing.", customer=customer_id),
                 subtype_xmlid="mail.mt_note",

@@ -663,26 +663,35 @@ class CrmSubscriptionAdjustment(models.Model):
     invoice_id = fields.Many2one("account.move", readonly=True, index="btree_not_null")
 
 
-class CrmSubscriptionLine(models.Model):
-    _name = "crm.subscription.line"
-    _description = "Subscription Line"
+class CrmSubscriptionLineMixin(models.AbstractModel):
+    """What is sold, on a subscription or on a plan."""
 
-    subscription_id = fields.Many2one("crm.subscription", required=True, ondelete="cascade", index=True)
-    company_id = fields.Many2one(related="subscription_id.company_id", store=True)
-    currency_id = fields.Many2one(related="subscription_id.currency_id")
+    _name = "crm.subscription.line.mixin"
+    _description = "Subscription or Plan Line"
+
     product_id = fields.Many2one("product.product", required=True, check_company=True)
     name = fields.Char(string="Description")
     quantity = fields.Float(default=1.0, digits="Product Unit of Measure")
     price_unit = fields.Float(string="Unit Price", digits="Product Price")
     discount = fields.Float(string="Discount (%)", digits="Discount")
     tax_ids = fields.Many2many("account.tax", string="Taxes", domain=[("type_tax_use", "=", "sale")])
-    price_subtotal = fields.Monetary(compute="_compute_price_subtotal", store=True)
 
     _sql_constraints = [
-        ("quantity_positive", "CHECK(quantity >= 0)", "A subscription line cannot have a negative quantity."),
-        ("price_positive", "CHECK(price_unit >= 0)", "A subscription line cannot have a negative price."),
+        ("quantity_positive", "CHECK(quantity >= 0)", "A line cannot have a negative quantity."),
+        ("price_positive", "CHECK(price_unit >= 0)", "A line cannot have a negative price."),
         ("discount_range", "CHECK(discount >= 0 AND discount <= 100)", "A discount is between 0 and 100%."),
     ]
+
+
+class CrmSubscriptionLine(models.Model):
+    _name = "crm.subscription.line"
+    _inherit = "crm.subscription.line.mixin"
+    _description = "Subscription Line"
+
+    subscription_id = fields.Many2one("crm.subscription", required=True, ondelete="cascade", index=True)
+    company_id = fields.Many2one(related="subscription_id.company_id", store=True)
+    currency_id = fields.Many2one(related="subscription_id.currency_id")
+    price_subtotal = fields.Monetary(compute="_compute_price_subtotal", store=True)
 
     def write(self, vals):
         """A quantity or price changed during a running period is prorated."""

@@ -232,26 +232,19 @@ class CrmSubscription(models.Model):
 
     @api.model
     def _crm_stripe_price(self, item):
-        """The price of a subscription item: ``price`` since 2018, ``plan`` before (localstripe)."""
+        """The price of a subscription item: ``price`` since 2018, ``plan`` before (localstripe).
+        A price keeps its period in ``recurring`` and its amount in ``unit_amount``; a plan has
+        both at its top level."""
         price = item.get("price") or {}
-        if price:
-            recurring = price.get("recurring") or {}
-            return {
-                "unit_amount": price.get("unit_amount") or 0,
-                "currency": price.get("currency"),
-                "interval": recurring.get("interval") or "month",
-                "interval_count": recurring.get("interval_count") or 1,
-                "product": _object_id(price.get("product")),
-                "nickname": price.get("nickname"),
-            }
-        plan = item.get("plan") or {}
+        source = price or item.get("plan") or {}
+        recurring = price.get("recurring") or {} if price else source
         return {
-            "unit_amount": plan.get("amount") or 0,
-            "currency": plan.get("currency"),
-            "interval": plan.get("interval") or "month",
-            "interval_count": plan.get("interval_count") or 1,
-            "product": _object_id(plan.get("product")),
-            "nickname": plan.get("nickname"),
+            "unit_amount": (source.get("unit_amount") if price else source.get("amount")) or 0,
+            "currency": source.get("currency"),
+            "interval": recurring.get("interval") or "month",
+            "interval_count": recurring.get("interval_count") or 1,
+            "product": _object_id(source.get("product")),
+            "nickname": source.get("nickname"),
         }
 
     def _crm_apply_stripe_subscription(self, remote, cache=None):

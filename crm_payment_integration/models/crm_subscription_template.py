@@ -83,21 +83,11 @@ class CrmSubscriptionTemplate(models.Model):
 
 class CrmSubscriptionTemplateLine(models.Model):
     _name = "crm.subscription.template.line"
+    _inherit = "crm.subscription.line.mixin"
     _description = "Subscription Plan Line"
 
     template_id = fields.Many2one("crm.subscription.template", required=True, ondelete="cascade", index=True)
     company_id = fields.Many2one(related="template_id.company_id", store=True)
-    product_id = fields.Many2one("product.product", required=True, check_company=True)
-    name = fields.Char(string="Description")
-    quantity = fields.Float(default=1.0, digits="Product Unit of Measure")
-    price_unit = fields.Float(string="Unit Price", digits="Product Price")
-    discount = fields.Float(string="Discount (%)", digits="Discount")
-    tax_ids = fields.Many2many("account.tax", string="Taxes", domain=[("type_tax_use", "=", "sale")])
-
-    _sql_constraints = [
-        ("quantity_positive", "CHECK(quantity >= 0)", "A plan line cannot have a negative quantity."),
-        ("price_positive", "CHECK(price_unit >= 0)", "A plan line cannot have a negative price."),
-    ]
 
     @api.onchange("product_id")
     def _onchange_product_id(self):

@@ -235,6 +235,15 @@ class StripeGateway:
             raise gateway_error from None
         return to_plain(result)
 
+    def _call_or_none(self, operation, func, *args, **kwargs):
+        """Like :meth:`_call`, but an object Stripe does not have is ``None``."""
+        try:
+            return self._call(operation, func, *args, **kwargs)
+        except StripeGatewayError as error:
+            if error.kind == "not_found":
+                return None
+            raise
+
     def _create(self, operation, func, *args, idempotency_key=None, **kwargs):
         if not idempotency_key:
             raise ValueError(f"stripe {operation} needs an idempotency key")
@@ -259,15 +268,8 @@ class StripeGateway:
 
     def retrieve_customer(self, customer_id):
         """Return the customer, or ``None`` when it does not exist or was deleted."""
-        try:
-            customer = self._call(
-                "customer.retrieve", self.client.v1.customers.retrieve, customer_id
-            )
-        except StripeGatewayError as error:
-            if error.kind == "not_found":
-                return None
-            raise
-        if customer.get("deleted"):
+        customer = self._call_or_none("customer.retrieve", self.client.v1.customers.retrieve, customer_id)
+        if customer and customer.get("deleted"):
             return None
         return customer
 
@@ -299,16 +301,9 @@ class StripeGateway:
 
     def retrieve_payment_method(self, payment_method_id):
         """Return the payment method, or ``None`` when it does not exist."""
-        try:
-            return self._call(
-                "payment_method.retrieve",
-                self.client.v1.payment_methods.retrieve,
-                payment_method_id,
-            )
-        except StripeGatewayError as error:
-            if error.kind == "not_found":
-                return None
-            raise
+        return self._call_or_none(
+            "payment_method.retrieve", self.client.v1.payment_methods.retrieve, payment_method_id
+        )
 
     # --- payments -------------------------------------------------------------------------
 
@@ -403,14 +398,7 @@ class StripeGateway:
 
     def retrieve_subscription(self, subscription_id):
         """Return the subscription, or ``None`` when it does not exist."""
-        try:
-            return self._call(
-                "subscription.retrieve", self.client.v1.subscriptions.retrieve, subscription_id
-            )
-        except StripeGatewayError as error:
-            if error.kind == "not_found":
-                return None
-            raise
+        return self._call_or_none("subscription.retrieve", self.client.v1.subscriptions.retrieve, subscription_id)
 
     def cancel_subscription(self, subscription_id):
         return self._call(
@@ -432,12 +420,7 @@ class StripeGateway:
 
     def retrieve_invoice(self, invoice_id):
         """Return the invoice, or ``None`` when it does not exist (a deleted draft)."""
-        try:
-            return self._call("invoice.retrieve", self.client.v1.invoices.retrieve, invoice_id)
-        except StripeGatewayError as error:
-            if error.kind == "not_found":
-                return None
-            raise
+        return self._call_or_none("invoice.retrieve", self.client.v1.invoices.retrieve, invoice_id)
 
     def retrieve_tax_rate(self, tax_rate_id):
         return self._call("tax_rate.retrieve", self.client.v1.tax_rates.retrieve, tax_rate_id)
@@ -479,14 +462,9 @@ class StripeGateway:
 
     def delete_webhook_endpoint(self, endpoint_id):
         """Delete an endpoint; one that no longer exists counts as deleted."""
-        try:
-            return self._call(
-                "webhook_endpoint.delete", self.client.v1.webhook_endpoints.delete, endpoint_id
-            )
-        except StripeGatewayError as error:
-            if error.kind == "not_found":
-                return None
-            raise
+        return self._call_or_none(
+            "webhook_endpoint.delete", self.client.v1.webhook_endpoints.delete, endpoint_id
+        )
 
     def configure_localstripe_webhook(self, webhook_id, url, secret, events):
         """Register a webhook with localstripe, which has no ``webhook_endpoints`` API.
