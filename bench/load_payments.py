@@ -14,7 +14,6 @@ import time
 from urllib.parse import urlsplit
 
 import psycopg2
-
 from load_webhook import run, signed_event
 
 

@@ -38,7 +38,12 @@ def signed_event(path, secret, event_type, obj):
         }
     )
     signature = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-    return ("POST", path, body, {"Content-Type": "application/json", "Stripe-Signature": f"t={now},v1={signature}"})
+    return (
+        "POST",
+        path,
+        body,
+        {"Content-Type": "application/json", "Stripe-Signature": f"t={now},v1={signature}"},
+    )
 
 
 def run(host, port, requests, senders):
@@ -101,7 +106,10 @@ def main():
             f"p99 {stats['p99_ms']:6.1f} ms   non-200: {stats['failures']}"
         )
     ratio = webhook["rps"] / ceiling["rps"]
-    print(f"ingest / ceiling: {ratio:.0%} (target >= 50%)   webhook p99: {webhook['p99_ms']:.1f} ms (target < 100 ms)")
+    print(
+        f"ingest / ceiling: {ratio:.0%} (target >= 50%)   "
+        f"webhook p99: {webhook['p99_ms']:.1f} ms (target < 100 ms)"
+    )
     if webhook["failures"]:
         sys.exit(1)
 

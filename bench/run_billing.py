@@ -36,7 +36,11 @@ elapsed = time.perf_counter() - started
 env.cr.commit()
 rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 paid = env["account.move"].search_count(
-    [("crm_subscription_id", "!=", False), ("invoice_date", "=", today), ("payment_state", "in", ("paid", "in_payment"))]
+    [
+        ("crm_subscription_id", "!=", False),
+        ("invoice_date", "=", today),
+        ("payment_state", "in", ("paid", "in_payment")),
+    ]
 )
 print(
     f"result due={due} billed={billed} paid_invoices_today={paid} seconds={elapsed:.2f} "

@@ -27,7 +27,9 @@ for partner in partners:
         {"name": partner.name, "email": partner.email}, make_idempotency_key("bench", partner.id)
     )
     customers.append(customer)
-    bindings.append({"partner_id": partner.id, "provider_id": provider.id, "stripe_customer_id": customer["id"]})
+    bindings.append(
+        {"partner_id": partner.id, "provider_id": provider.id, "stripe_customer_id": customer["id"]}
+    )
 env["crm.stripe.customer"].create(bindings)  # noqa: F821
 env.cr.commit()  # noqa: F821
 with open(os.environ["CUSTOMERS_FILE"], "w") as file:

@@ -20,7 +20,9 @@ env = env  # noqa: F821
 provider = configure_provider(env)
 gateway = provider._crm_stripe_gateway()
 card = env["payment.method"].with_context(active_test=False).search([("code", "=", "card")], limit=1)
-product = env["product.product"].search([("default_code", "=", "BENCH-SUB")], limit=1) or env["product.product"].create(
+product = env["product.product"].search([("default_code", "=", "BENCH-SUB")], limit=1) or env[
+    "product.product"
+].create(
     {"name": "Bench subscription", "default_code": "BENCH-SUB", "type": "service", "taxes_id": [(5, 0, 0)]}
 )
 offset = env["res.partner"].search_count([("name", "=like", "Bench Subscriber %")])
@@ -29,7 +31,10 @@ offset = env["res.partner"].search_count([("name", "=like", "Bench Subscriber %"
 def stripe_customer(i):
     customer = gateway.client.v1.customers.create(params={"name": f"Bench Subscriber {i}"})
     pm = gateway.client.v1.payment_methods.create(
-        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 8, "exp_year": 2034, "cvc": "123"}}
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 8, "exp_year": 2034, "cvc": "123"},
+        }
     )
     gateway.client.v1.payment_methods.attach(pm.id, params={"customer": customer.id})
     return customer.id, pm.id
@@ -39,14 +44,14 @@ with ThreadPoolExecutor(8) as pool:
     stripe_ids = list(pool.map(stripe_customer, range(offset, offset + count)))
 today = fields.Date.context_today(env.user)
 for start in range(0, count, 1000):
-    chunk = stripe_ids[start:start + 1000]
+    chunk = stripe_ids[start : start + 1000]
     partners = env["res.partner"].create(
         [{"name": f"Bench Subscriber {offset + start + i}", "is_company": True} for i in range(len(chunk))]
     )
     env["crm.stripe.customer"].create(
         [
             {"partner_id": partner.id, "provider_id": provider.id, "stripe_customer_id": customer_id}
-            for partner, (customer_id, __) in zip(partners, chunk)
+            for partner, (customer_id, __) in zip(partners, chunk, strict=True)
         ]
     )
     tokens = env["payment.token"].create(
@@ -60,7 +65,7 @@ for start in range(0, count, 1000):
                 "payment_details": "4242",
                 "crm_is_default": True,
             }
-            for partner, (customer_id, pm_id) in zip(partners, chunk)
+            for partner, (customer_id, pm_id) in zip(partners, chunk, strict=True)
         ]
     )
     env["crm.subscription"].create(
@@ -73,7 +78,7 @@ for start in range(0, count, 1000):
                 "next_invoice_date": today,
                 "line_ids": [(0, 0, {"product_id": product.id, "quantity": 1, "price_unit": 20.0 + i % 80})],
             }
-            for i, (partner, token) in enumerate(zip(partners, tokens))
+            for i, (partner, token) in enumerate(zip(partners, tokens, strict=True))
         ]
     )
     env.cr.commit()

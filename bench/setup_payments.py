@@ -24,14 +24,19 @@ partners = env["res.partner"].create(
     [{"name": f"Bench Payer {i}", "is_company": True, "email": f"payer{i}@example.com"} for i in range(50)]
 )
 env["crm.stripe.customer"].create(
-    [{"partner_id": p.id, "provider_id": provider.id, "stripe_customer_id": f"cus_bench{p.id}"} for p in partners]
+    [
+        {"partner_id": p.id, "provider_id": provider.id, "stripe_customer_id": f"cus_bench{p.id}"}
+        for p in partners
+    ]
 )
 invoices = env["account.move"].create(
     [
         {
             "move_type": "out_invoice",
             "partner_id": partners[i % len(partners)].id,
-            "invoice_line_ids": [(0, 0, {"name": "Bench service", "quantity": 1, "price_unit": 100 + i % 97, "tax_ids": []})],
+            "invoice_line_ids": [
+                (0, 0, {"name": "Bench service", "quantity": 1, "price_unit": 100 + i % 97, "tax_ids": []})
+            ],
         }
         for i in range(2 * count)
     ]

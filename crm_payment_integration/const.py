@@ -51,6 +51,10 @@ EVENT_HANDLERS = {
 # it is instead of being read again. See https://docs.stripe.com/payments/paymentintents/lifecycle.
 FINAL_PAYMENT_INTENT_STATUSES = ("succeeded", "canceled")
 
+# Stripe invoice statuses worth an Odoo invoice: a draft still changes, a voided draft never
+# asked for money. See https://docs.stripe.com/api/invoices/object#invoice_object-status.
+MIRRORED_INVOICE_STATUSES = ("open", "paid", "uncollectible", "void")
+
 # Hours a hosted payment page (Checkout Session) stays payable; Stripe allows 30 min to 24 h.
 CHECKOUT_SESSION_HOURS = 23
 
@@ -90,8 +94,33 @@ CARD_BRAND_MAPPING = {
 # Country code -> Stripe tax id type of the partner's VAT number.
 # See https://docs.stripe.com/api/tax_ids/object#tax_id_object-type.
 EU_COUNTRY_CODES = {
-    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
-    "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+    "AT",
+    "BE",
+    "BG",
+    "CY",
+    "CZ",
+    "DE",
+    "DK",
+    "EE",
+    "ES",
+    "FI",
+    "FR",
+    "GR",
+    "HR",
+    "HU",
+    "IE",
+    "IT",
+    "LT",
+    "LU",
+    "LV",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SE",
+    "SI",
+    "SK",
 }
 TAX_ID_TYPES = {
     "AU": "au_abn",
@@ -105,8 +134,18 @@ TAX_ID_TYPES = {
 # Decline codes for which a retry with the same payment method cannot succeed.
 # See https://docs.stripe.com/declines/codes.
 HARD_DECLINE_CODES = {
-    "fraudulent", "lost_card", "pickup_card", "restricted_card", "stolen_card",
-    "card_not_supported", "currency_not_supported", "invalid_account", "new_account_information_available",
-    "do_not_honor", "revocation_of_all_authorizations", "revocation_of_authorization",
-    "security_violation", "stop_payment_order",
+    "fraudulent",
+    "lost_card",
+    "pickup_card",
+    "restricted_card",
+    "stolen_card",
+    "card_not_supported",
+    "currency_not_supported",
+    "invalid_account",
+    "new_account_information_available",
+    "do_not_honor",
+    "revocation_of_all_authorizations",
+    "revocation_of_authorization",
+    "security_violation",
+    "stop_payment_order",
 }

@@ -1,4 +1,6 @@
-"""Small helpers shared by the models: translated messages for gateway errors."""
+"""Small helpers shared by the models: translated messages for gateway errors, Stripe values."""
+
+from datetime import datetime, timezone
 
 from odoo import _
 from odoo.exceptions import UserError
@@ -87,7 +89,9 @@ def gateway_error_message(error, provider=None):
             if code in HARD_DECLINE_CODES
             else _("Ask the customer to contact their bank or use another payment method.")
         )
-        return _("The payment was declined: %(reason)s. %(advice)s", reason=decline_reason(code), advice=advice)
+        return _(
+            "The payment was declined: %(reason)s. %(advice)s", reason=decline_reason(code), advice=advice
+        )
     if kind == "rate_limited":
         return _("Stripe is receiving too many requests right now. Wait a minute and try again.")
     if kind == "network":
@@ -96,10 +100,7 @@ def gateway_error_message(error, provider=None):
             detail=error.message,
         )
     if kind == "idempotency":
-        return _(
-            "Stripe already received this request with different data. Reload the page and try "
-            "again."
-        )
+        return _("Stripe already received this request with different data. Reload the page and try again.")
     if kind == "invalid_request":
         return _("Stripe refused the request: %(detail)s", detail=error.message)
     return _("Stripe had a problem (%(detail)s). Try again in a few minutes.", detail=error.message)
@@ -111,3 +112,13 @@ def raise_user_error(error, provider=None):
     :raise UserError: always
     """
     raise UserError(gateway_error_message(error, provider)) from error
+
+
+def stripe_date(timestamp):
+    """Return the UTC date of a Stripe timestamp (seconds since the epoch), ``False`` for none."""
+    return datetime.fromtimestamp(int(timestamp), tz=timezone.utc).date() if timestamp else False
+
+
+def stripe_id(value):
+    """Return the id of an expandable Stripe field, whether it holds an id or the object."""
+    return value.get("id") if isinstance(value, dict) else value

@@ -75,7 +75,9 @@ def _public(session, expand=False):
 
 async def retrieve_session(request):
     session = _session_or_404(request.match_info["id"])
-    return web.json_response(_public(session, expand="expand[]" in request.query_string or "expand" in request.query_string))
+    return web.json_response(
+        _public(session, expand="expand[]" in request.query_string or "expand" in request.query_string)
+    )
 
 
 async def expire_session(request):
@@ -89,20 +91,23 @@ async def expire_session(request):
 def _page(session, error=None):
     amount = session["amount_total"] or 0
     currency = (session["currency"] or "").upper()
-    options = "".join(f'<option value="{number}">{number} ({label})</option>' for number, label in CARDS.items())
+    options = "".join(
+        f'<option value="{number}">{number} ({label})</option>' for number, label in CARDS.items()
+    )
     error_html = f'<p style="color:#b00">{html.escape(error)}</p>' if error else ""
     return web.Response(
         content_type="text/html",
         text=f"""<!doctype html><html><head><title>Pay - localstripe Checkout</title></head>
 <body style="font-family:sans-serif;max-width:32rem;margin:3rem auto">
 <h2>localstripe Checkout (demo)</h2>
-<p>{html.escape(session.get("product") or "Save a payment method")}: <strong>{amount} {currency}</strong> (minor units)</p>
+<p>{html.escape(session.get("product") or "Save a payment method")}:
+<strong>{amount} {currency}</strong> (minor units)</p>
 {error_html}
-<form method="post" action="/checkout/{session['id']}/pay">
+<form method="post" action="/checkout/{session["id"]}/pay">
 <label>Test card <select name="number">{options}</select></label><br><br>
 <label><input type="checkbox" name="save" checked> Save this card for future payments</label><br><br>
 <button type="submit">Pay</button>
-<a href="{html.escape(session['cancel_url'].replace('{CHECKOUT_SESSION_ID}', session['id']))}">Cancel</a>
+<a href="{html.escape(session["cancel_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]))}">Cancel</a>
 </form></body></html>""",
     )
 
@@ -119,13 +124,29 @@ async def pay(request):
     form = await request.post()
     if session["status"] == "open" and session["mode"] == "setup":
         pm = resources.PaymentMethod._api_create(
-            type="card", card={"number": form.get("number", "4242424242424242"), "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+            type="card",
+            card={
+                "number": form.get("number", "4242424242424242"),
+                "exp_month": "12",
+                "exp_year": "2034",
+                "cvc": "123",
+            },
         )
         resources.PaymentMethod._api_attach(pm.id, customer=session["customer"])
-        session.update(status="complete", payment_status="no_payment_required", setup_intent="seti_" + os.urandom(8).hex())
+        session.update(
+            status="complete",
+            payment_status="no_payment_required",
+            setup_intent="seti_" + os.urandom(8).hex(),
+        )
     elif session["status"] == "open":
         pm = resources.PaymentMethod._api_create(
-            type="card", card={"number": form.get("number", "4242424242424242"), "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+            type="card",
+            card={
+                "number": form.get("number", "4242424242424242"),
+                "exp_month": "12",
+                "exp_year": "2034",
+                "cvc": "123",
+            },
         )
         if session["customer"]:
             resources.PaymentMethod._api_attach(pm.id, customer=session["customer"])

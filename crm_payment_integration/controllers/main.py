@@ -40,9 +40,7 @@ class CrmStripeController(http.Controller):
         if len(body) > const.WEBHOOK_MAX_BODY:
             return self._crm_answer(413, "payload too large")
 
-        provider_sudo, secret = request.env["payment.provider"].sudo()._crm_webhook_credentials(
-            provider_id
-        )
+        provider_sudo, secret = request.env["payment.provider"].sudo()._crm_webhook_credentials(provider_id)
         if not provider_sudo:
             return self._crm_answer(404, "unknown provider")
         if not secret:
@@ -75,9 +73,7 @@ class CrmStripeController(http.Controller):
             _logger.warning("refused malformed stripe event for provider %s", provider_id)
             return self._crm_answer(400, "malformed event")
 
-        event_id = request.env["crm.payment.event"].sudo()._crm_ingest(
-            provider_sudo, event, payload
-        )
+        event_id = request.env["crm.payment.event"].sudo()._crm_ingest(provider_sudo, event, payload)
         return self._crm_answer(200, "stored" if event_id else "duplicate")
 
     @staticmethod

@@ -20,7 +20,9 @@ class CrmStripePortal(CustomerPortal):
     authenticate an off-session payment. Every route checks an access token first and trusts
     only what it reads again from Stripe."""
 
-    @http.route("/crm_payment/stripe/pay/<int:invoice_id>", type="http", auth="public", methods=["GET"], website=True)
+    @http.route(
+        "/crm_payment/stripe/pay/<int:invoice_id>", type="http", auth="public", methods=["GET"], website=True
+    )
     def crm_stripe_pay_invoice(self, invoice_id, access_token=None, **kwargs):
         """Send the customer to a current hosted page for what is still due on the invoice."""
         try:
@@ -77,15 +79,18 @@ class CrmStripePortal(CustomerPortal):
                     except UserError as error:
                         _logger.warning("could not cancel %s: %s", tx_sudo.reference, error)
                     return self._crm_render_status(tx_sudo)
-            if intent.get("status") in ("requires_action", "requires_confirmation") or tx_sudo._crm_needs_authentication(
-                intent
-            ):
+            if intent.get("status") in (
+                "requires_action",
+                "requires_confirmation",
+            ) or tx_sudo._crm_needs_authentication(intent):
                 return request.render(
                     "crm_payment_integration.crm_payment_authenticate_page",
                     {
                         "tx": tx_sudo,
                         "client_secret": intent["client_secret"],
-                        "payment_method": intent.get("payment_method") if intent.get("status") == "requires_payment_method" else False,
+                        "payment_method": intent.get("payment_method")
+                        if intent.get("status") == "requires_payment_method"
+                        else False,
                         "publishable_key": tx_sudo.provider_id.stripe_publishable_key,
                         "return_url": tx_sudo._crm_return_url(),
                     },
@@ -109,7 +114,9 @@ class CrmStripePortal(CustomerPortal):
             return
         provider_sudo = tx_sudo.provider_id
         if tx_sudo.crm_checkout_session_id:
-            session = provider_sudo._crm_stripe_call("retrieve_checkout_session", tx_sudo.crm_checkout_session_id)
+            session = provider_sudo._crm_stripe_call(
+                "retrieve_checkout_session", tx_sudo.crm_checkout_session_id
+            )
             tx_sudo._crm_apply_checkout_session(session)
         elif tx_sudo.provider_reference:
             intent = provider_sudo._crm_stripe_call("retrieve_payment_intent", tx_sudo.provider_reference)
@@ -118,25 +125,33 @@ class CrmStripePortal(CustomerPortal):
     def _crm_render_status(self, tx_sudo):
         invoice = tx_sudo.invoice_ids.filtered(lambda m: m.move_type == "out_invoice")[:1]
         if tx_sudo.crm_needs_review:
-            state, message = "review", _(
-                "We received your payment and are checking it. We will contact you if needed."
+            state, message = (
+                "review",
+                _("We received your payment and are checking it. We will contact you if needed."),
             )
         elif tx_sudo.state == "done":
-            state, message = "done", (
-                _("Your payment method was saved. Thank you!")
-                if tx_sudo.operation == "validation"
-                else _("Your payment was received. Thank you!")
+            state, message = (
+                "done",
+                (
+                    _("Your payment method was saved. Thank you!")
+                    if tx_sudo.operation == "validation"
+                    else _("Your payment was received. Thank you!")
+                ),
             )
         elif tx_sudo.state == "error":
-            state, message = "error", _(
-                "Your payment did not go through: %(reason)s. You can try again with another method.",
-                reason=tx_sudo.crm_decline_reason or tx_sudo.state_message or _("unknown reason"),
+            state, message = (
+                "error",
+                _(
+                    "Your payment did not go through: %(reason)s. You can try again with another method.",
+                    reason=tx_sudo.crm_decline_reason or tx_sudo.state_message or _("unknown reason"),
+                ),
             )
         elif tx_sudo.state == "cancel":
             state, message = "cancel", _("No payment was made.")
         else:
-            state, message = "pending", _(
-                "Your payment is being processed. You will receive an email when it is confirmed."
+            state, message = (
+                "pending",
+                _("Your payment is being processed. You will receive an email when it is confirmed."),
             )
         return request.render(
             "crm_payment_integration.crm_payment_status_page",
@@ -146,7 +161,9 @@ class CrmStripePortal(CustomerPortal):
                 "tx": tx_sudo,
                 "back_url": invoice.get_portal_url() if invoice else "/my",
                 "retry_url": invoice._crm_portal_pay_url()
-                if invoice and state in ("error", "cancel") and not invoice.currency_id.is_zero(invoice.amount_residual)
+                if invoice
+                and state in ("error", "cancel")
+                and not invoice.currency_id.is_zero(invoice.amount_residual)
                 else False,
             },
         )
@@ -160,7 +177,9 @@ class CrmSubscriptionPortal(CustomerPortal):
         if "crm_subscription_count" in counters:
             Subscription = request.env["crm.subscription"]
             values["crm_subscription_count"] = (
-                Subscription.search_count(self._crm_subscriptions_domain()) if Subscription.has_access("read") else 0
+                Subscription.search_count(self._crm_subscriptions_domain())
+                if Subscription.has_access("read")
+                else 0
             )
         return values
 
@@ -179,11 +198,17 @@ class CrmSubscriptionPortal(CustomerPortal):
     def crm_my_subscription(self, subscription_id, **kwargs):
         subscription = self._crm_subscription_or_404(subscription_id)
         values = self._prepare_portal_layout_values()
-        values.update({"subscription": subscription, "page_name": "crm_subscription", "message": kwargs.get("message")})
+        values.update(
+            {"subscription": subscription, "page_name": "crm_subscription", "message": kwargs.get("message")}
+        )
         return request.render("crm_payment_integration.portal_my_subscription", values)
 
     @http.route(
-        "/my/subscriptions/<int:subscription_id>/cancel", type="http", auth="user", methods=["POST"], website=True
+        "/my/subscriptions/<int:subscription_id>/cancel",
+        type="http",
+        auth="user",
+        methods=["POST"],
+        website=True,
     )
     def crm_my_subscription_cancel(self, subscription_id, reason=None, **kwargs):
         """Cancel at the end of the period already paid for (the form carries a CSRF token)."""
@@ -195,12 +220,19 @@ class CrmSubscriptionPortal(CustomerPortal):
         return request.redirect(f"/my/subscriptions/{subscription.id}?message=cancelled")
 
     @http.route(
-        "/my/subscriptions/<int:subscription_id>/keep", type="http", auth="user", methods=["POST"], website=True
+        "/my/subscriptions/<int:subscription_id>/keep",
+        type="http",
+        auth="user",
+        methods=["POST"],
+        website=True,
     )
     def crm_my_subscription_keep(self, subscription_id, **kwargs):
         """Change one's mind: a cancellation planned for the end of the period is dropped."""
         subscription = self._crm_subscription_or_404(subscription_id)
-        if subscription.state in ("trial", "active", "past_due", "paused") and subscription.end_by_cancellation:
+        if (
+            subscription.state in ("trial", "active", "past_due", "paused")
+            and subscription.end_by_cancellation
+        ):
             subscription.action_reactivate()
             return request.redirect(f"/my/subscriptions/{subscription.id}?message=kept")
         return request.redirect(f"/my/subscriptions/{subscription.id}")
@@ -238,9 +270,9 @@ class CrmSubscriptionPortal(CustomerPortal):
 
 
 class CrmPaymentMethodPortal(PaymentPortal):
-    """`/my/payment_method` (Odoo's own route, taken over): the customer's saved methods: add one on Stripe's page, remove
-    one, choose the default (the one subscriptions are charged to). Every change is a POST
-    form with a CSRF token, on the customer's own methods only."""
+    """`/my/payment_method` (Odoo's own route, taken over): the customer's saved methods: add one
+    on Stripe's page, remove one, choose the default (the one subscriptions are charged to).
+    Every change is a POST form with a CSRF token, on the customer's own methods only."""
 
     @http.route()
     def payment_method(self, **kwargs):
@@ -253,18 +285,26 @@ class CrmPaymentMethodPortal(PaymentPortal):
     @http.route("/my/payment_method/add", type="http", auth="user", methods=["POST"], website=True)
     def crm_my_payment_method_add(self, **kwargs):
         partner = request.env.user.partner_id.commercial_partner_id
-        tx = request.env["payment.transaction"].sudo()._crm_create(
-            partner.sudo(), 0.0, request.env.company.currency_id, "checkout", operation="validation"
+        tx = (
+            request.env["payment.transaction"]
+            .sudo()
+            ._crm_create(
+                partner.sudo(), 0.0, request.env.company.currency_id, "checkout", operation="validation"
+            )
         )
         return request.redirect(tx._crm_create_checkout_session(), local=False)
 
-    @http.route("/my/payment_method/<int:token_id>/default", type="http", auth="user", methods=["POST"], website=True)
+    @http.route(
+        "/my/payment_method/<int:token_id>/default", type="http", auth="user", methods=["POST"], website=True
+    )
     def crm_my_payment_method_default(self, token_id, **kwargs):
         partner, token = self._crm_own_token(token_id)
         partner.sudo()._crm_set_default_token(token)
         return request.redirect("/my/payment_method")
 
-    @http.route("/my/payment_method/<int:token_id>/remove", type="http", auth="user", methods=["POST"], website=True)
+    @http.route(
+        "/my/payment_method/<int:token_id>/remove", type="http", auth="user", methods=["POST"], website=True
+    )
     def crm_my_payment_method_remove(self, token_id, **kwargs):
         partner, token = self._crm_own_token(token_id)
         partner.sudo()._crm_remove_token(token)

@@ -1,9 +1,14 @@
 import logging
 
+from dateutil.relativedelta import relativedelta
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import format_amount
 
-from .. import utils
+from odoo.addons.payment import utils as payment_utils
+
+from .. import const, utils
 
 _logger = logging.getLogger(__name__)
 
@@ -34,14 +39,17 @@ class AccountMove(models.Model):
     crm_period_start = fields.Date(string="Service Period Start", copy=False, readonly=True)
     crm_period_end = fields.Date(string="Service Period End", copy=False, readonly=True)
     crm_stripe_invoice_id = fields.Char(
-        string="Stripe Invoice", copy=False, readonly=True, help="The Stripe Billing invoice this invoice mirrors."
+        string="Stripe Invoice",
+        copy=False,
+        readonly=True,
+        help="The Stripe Billing invoice this invoice mirrors.",
     )
     crm_stripe_paid_amount = fields.Monetary(
         string="Paid with Stripe", compute="_compute_crm_stripe_paid_amount"
     )
 
     def init(self):
-        super().init()
+        result = super().init()
         # One invoice per subscription and period, whatever happens to the billing run (Stripe
         # Billing may invoice a period twice, a proration: its invoices are keyed by their id).
         self.env.cr.execute(
@@ -55,12 +63,15 @@ class AccountMove(models.Model):
              WHERE crm_stripe_invoice_id IS NOT NULL;
             """
         )
+        return result
 
     @api.depends("transaction_ids.state", "transaction_ids.amount")
     def _compute_crm_stripe_paid_amount(self):
         for move in self:
             txs = move.sudo().transaction_ids.filtered(
-                lambda tx: tx.provider_code == "stripe" and tx.state == "done" and tx.currency_id == move.currency_id
+                lambda tx, currency=move.currency_id: (
+                    tx.provider_code == "stripe" and tx.state == "done" and tx.currency_id == currency
+                )
             )
             move.crm_stripe_paid_amount = sum(txs.mapped("amount"))
 
@@ -116,8 +127,12 @@ class AccountMove(models.Model):
                 tx.provider_id._crm_stripe_call("retrieve_payment_intent", tx.provider_reference)
             )
         in_progress = move.transaction_ids.filtered(
-            lambda tx: tx.crm_flow in ("off_session", "checkout") and tx.state in ("pending", "authorized")
-            or tx.crm_flow == "off_session" and tx.state == "draft"
+            lambda tx: (
+                tx.crm_flow in ("off_session", "checkout")
+                and tx.state in ("pending", "authorized")
+                or tx.crm_flow == "off_session"
+                and tx.state == "draft"
+            )
         )
         if in_progress:
             raise UserError(
@@ -133,8 +148,13 @@ class AccountMove(models.Model):
                 _("The customer paid %s on Stripe's page meanwhile.", move.name), title=_("Already paid")
             )
         tx = self.env["payment.transaction"]._crm_create(
-            move.partner_id, move.amount_residual, move.currency_id, "off_session",
-            invoices=move, token=token, lead=move.crm_lead_id,
+            move.partner_id,
+            move.amount_residual,
+            move.currency_id,
+            "off_session",
+            invoices=move,
+            token=token,
+            lead=move.crm_lead_id,
         )
         tx._crm_charge_off_session()
         return tx._crm_notification_for_result()
@@ -158,13 +178,17 @@ class AccountMove(models.Model):
     @api.model
     def _cron_close_paid_pages(self):
         """Expire the Stripe pages still open for invoices paid by other means."""
-        txs = self.env["payment.transaction"].sudo().search(
-            [
-                ("crm_flow", "=", "checkout"),
-                ("state", "=", "draft"),
-                ("crm_checkout_session_id", "!=", False),
-                ("invoice_ids.payment_state", "in", ("paid", "in_payment")),
-            ]
+        txs = (
+            self.env["payment.transaction"]
+            .sudo()
+            .search(
+                [
+                    ("crm_flow", "=", "checkout"),
+                    ("state", "=", "draft"),
+                    ("crm_checkout_session_id", "!=", False),
+                    ("invoice_ids.payment_state", "in", ("paid", "in_payment")),
+                ]
+            )
         )
         for tx in txs:
             invoices = tx.invoice_ids
@@ -187,12 +211,18 @@ class AccountMove(models.Model):
         if self.move_type != "out_invoice":
             raise UserError(_("Only customer invoices can be paid with Stripe."))
         if self.crm_stripe_invoice_id:
-            raise UserError(_(
-                "%(name)s mirrors Stripe Billing invoice %(stripe)s: Stripe collects it; pay or charge it in Stripe.",
-                name=self.name, stripe=self.crm_stripe_invoice_id,
-            ))
+            raise UserError(
+                _(
+                    "%(name)s mirrors Stripe Billing invoice %(stripe)s: Stripe collects it; "
+                    "pay or charge it in Stripe.",
+                    name=self.name,
+                    stripe=self.crm_stripe_invoice_id,
+                )
+            )
         if self.state != "posted":
-            raise UserError(_("Confirm %(invoice)s before asking for its payment.", invoice=self.display_name))
+            raise UserError(
+                _("Confirm %(invoice)s before asking for its payment.", invoice=self.display_name)
+            )
         if self.currency_id.is_zero(self.amount_residual):
             raise UserError(_("%(invoice)s has nothing left to pay.", invoice=self.display_name))
 
@@ -203,8 +233,10 @@ class AccountMove(models.Model):
             move._crm_check_payable()
             if not move.partner_id.email:
                 raise UserError(
-                    _("%(partner)s has no email address: add one to send the link.",
-                      partner=move.partner_id.display_name)
+                    _(
+                        "%(partner)s has no email address: add one to send the link.",
+                        partner=move.partner_id.display_name,
+                    )
                 )
             move._crm_payment_link_tx()
             if move.currency_id.is_zero(move.amount_residual):
@@ -225,15 +257,23 @@ class AccountMove(models.Model):
         self.ensure_one()
         self._crm_check_payable()
         tx = self.crm_payment_tx_id
-        if tx and tx._crm_checkout_is_open() and self.currency_id.compare_amounts(tx.amount, self.amount_residual) == 0:
+        if (
+            tx
+            and tx._crm_checkout_is_open()
+            and self.currency_id.compare_amounts(tx.amount, self.amount_residual) == 0
+        ):
             return tx
         if tx:
             tx._crm_expire_checkout_session()
             if self.currency_id.is_zero(self.amount_residual):
                 return tx  # the closed page had been paid: nothing is left to ask for
         tx = self.env["payment.transaction"]._crm_create(
-            self.partner_id, self.amount_residual, self.currency_id, "checkout",
-            invoices=self, lead=self.crm_lead_id,
+            self.partner_id,
+            self.amount_residual,
+            self.currency_id,
+            "checkout",
+            invoices=self,
+            lead=self.crm_lead_id,
         )
         url = tx._crm_create_checkout_session(description=_("Invoice %s", self.name))
         self.write({"crm_payment_tx_id": tx.id, "crm_payment_url": url})
@@ -242,4 +282,267 @@ class AccountMove(models.Model):
     def _crm_portal_pay_url(self):
         """The customer's lasting link: it opens a current hosted page for the amount due."""
         self.ensure_one()
-        return f"{self.get_base_url()}/crm_payment/stripe/pay/{self.id}?access_token={self._portal_ensure_token()}"
+        token = self._portal_ensure_token()
+        return f"{self.get_base_url()}/crm_payment/stripe/pay/{self.id}?access_token={token}"
+
+    # === STRIPE BILLING MIRROR === #
+
+    def _has_to_be_paid(self):
+        # Stripe Billing collects its invoices: no second way to pay them from Odoo's portal.
+        return not self.crm_stripe_invoice_id and super()._has_to_be_paid()
+
+    @api.model
+    def _crm_sync_stripe_invoice(self, provider_sudo, remote, cache=None):
+        """Mirror a finalised Stripe Billing invoice as a posted Odoo invoice, paid as in Stripe.
+
+        Drafts still change and are left until Stripe finalises them; invoices of nothing
+        (a trial's first one) are not mirrored. Paid in Stripe, the invoice gets the payment
+        (a transaction of the PaymentIntent, reconciled); voided, it is cancelled.
+
+        :param dict remote: the Stripe Invoice object
+        :return: a short result for the ledger
+        """
+        cache = {} if cache is None else cache
+        status = remote.get("status")
+        subscription_id = utils.stripe_id(remote.get("subscription")) or utils.stripe_id(
+            ((remote.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        )
+        if not subscription_id:
+            return _("Not a subscription's invoice: not mirrored.")
+        Move = self.sudo()
+        move = Move.search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
+        if not move:
+            if status not in const.MIRRORED_INVOICE_STATUSES or status == "void":
+                return _("Invoice %(status)s in Stripe: mirrored once finalised.", status=status)
+            if not remote.get("total"):
+                return _("Invoice of nothing: not mirrored.")
+            Subscription = self.env["crm.subscription"].sudo()
+            subscription = Subscription.search(
+                [
+                    ("stripe_provider_id", "=", provider_sudo.id),
+                    ("stripe_subscription_id", "=", subscription_id),
+                ],
+                limit=1,
+            )
+            if not subscription:
+                remote_subscription = provider_sudo._crm_stripe_call("retrieve_subscription", subscription_id)
+                subscription = remote_subscription and Subscription._crm_sync_stripe_subscription(
+                    provider_sudo, remote_subscription, cache
+                )
+            if not subscription:
+                return _("The invoice's subscription or customer is unknown to Stripe.")
+            move = Move._crm_create_stripe_invoice_move(provider_sudo, subscription, remote, cache)
+        if status == "void":
+            return move._crm_void_stripe_invoice()
+        if status == "paid":
+            return move._crm_apply_stripe_invoice_payment(provider_sudo, remote)
+        if status == "uncollectible" and move.payment_state == "not_paid":
+            move.message_post(body=_("Marked uncollectible in Stripe."))
+        return _("Invoice %(name)s is %(status)s in Stripe.", name=move.name, status=status)
+
+    @api.model
+    def _crm_create_stripe_invoice_move(self, provider_sudo, subscription, remote, cache):
+        """Create and post the Odoo invoice (a credit note for a negative total) of a Stripe
+        invoice: its lines net of discounts, with the company's taxes of the same rates, the
+        service period of its subscription lines, and what it owes equal to Stripe's total."""
+        currency = (
+            self.env["res.currency"]
+            .with_context(active_test=False)
+            .search([("name", "=", (remote.get("currency") or "").upper())], limit=1)
+        )
+        if not currency:
+            raise UserError(_("Stripe invoice %(id)s is in an unknown currency.", id=remote["id"]))
+        lines = remote.get("lines") or {}
+        items = lines.get("data") or []
+        if lines.get("has_more"):
+            items = provider_sudo._crm_stripe_call("list_invoice_lines", remote["id"])
+        company = provider_sudo.company_id
+        total = payment_utils.to_major_currency_units(remote.get("total") or 0, currency)
+        sign = -1 if total < 0 else 1
+        invoice_lines, periods = [], []
+        for item in items:
+            minor = (item.get("amount") or 0) - sum(
+                d.get("amount") or 0 for d in item.get("discount_amounts") or []
+            )
+            amount = sign * payment_utils.to_major_currency_units(minor, currency)
+            quantity = item.get("quantity") or 1
+            price_unit = amount / quantity
+            if not currency.is_zero(currency.round(price_unit) * quantity - amount):
+                quantity, price_unit = 1, amount
+            price = (
+                self.env["crm.subscription"]._crm_stripe_price(item)
+                if (item.get("price") or item.get("plan"))
+                else {}
+            )
+            price_details = (item.get("pricing") or {}).get("price_details") or {}
+            if not price and price_details.get("product"):  # since API 2025-03-31
+                price = {"product": price_details["product"]}
+            product = (
+                self.env["product.product"]._crm_from_stripe(provider_sudo, price, cache) if price else None
+            )
+            period = item.get("period") or {}
+            name = item.get("description") or (product and product.name) or _("Stripe invoice line")
+            if period.get("start") and period.get("end"):
+                if self._crm_stripe_line_is_service(item):
+                    periods.append((period["start"], period["end"]))
+                name = _(
+                    "%(name)s (%(start)s to %(end)s)",
+                    name=name,
+                    start=utils.stripe_date(period["start"]),
+                    end=utils.stripe_date(period["end"]) - relativedelta(days=1),
+                )
+            invoice_lines.append(
+                {
+                    "product_id": product.id if product else False,
+                    "name": name,
+                    "quantity": quantity,
+                    "price_unit": price_unit,
+                    "tax_ids": [(6, 0, self._crm_stripe_taxes(provider_sudo, item, company, cache).ids)],
+                }
+            )
+        # The lines' periods are the service period (the invoice's own period_start/end is the
+        # period before, for usage billed in arrears).
+        period_start = (
+            utils.stripe_date(min(start for start, __ in periods))
+            if periods
+            else utils.stripe_date(remote.get("period_start"))
+        )
+        period_end = (
+            utils.stripe_date(max(end for __, end in periods))
+            if periods
+            else utils.stripe_date(remote.get("period_end"))
+        )
+        move = self.with_company(company).create(
+            {
+                "move_type": "out_refund" if sign < 0 else "out_invoice",
+                "partner_id": subscription.partner_id.id,
+                "currency_id": currency.id,
+                "invoice_date": utils.stripe_date(remote.get("created") or remote.get("date")),
+                "invoice_origin": subscription.name,
+                "invoice_user_id": subscription.user_id.id,
+                "ref": remote.get("number") or remote["id"],
+                "crm_subscription_id": subscription.id,
+                "crm_stripe_invoice_id": remote["id"],
+                "crm_period_start": period_start,
+                "crm_period_end": period_end and period_end - relativedelta(days=1),
+                "invoice_line_ids": [(0, 0, values) for values in invoice_lines],
+            }
+        )
+        difference = currency.round(abs(total) - move.amount_total)
+        if not currency.is_zero(difference):
+            # Taxes Stripe computed that no Odoo tax of the company matches: the invoice owes
+            # what Stripe asks for, so that its payment settles it exactly.
+            move.invoice_line_ids = [
+                (0, 0, {"name": _("Taxes computed by Stripe"), "quantity": 1, "price_unit": difference})
+            ]
+        move.action_post()
+        from_balance = (remote.get("total") or 0) - (remote.get("amount_due") or 0)
+        if sign > 0 and from_balance > 0:
+            move.message_post(
+                body=_(
+                    "%(amount)s of this invoice was paid from the customer's balance in Stripe: "
+                    "reconcile it with their credit here.",
+                    amount=format_amount(
+                        self.env, payment_utils.to_major_currency_units(from_balance, currency), currency
+                    ),
+                )
+            )
+        return move
+
+    @api.model
+    def _crm_stripe_line_is_service(self, item):
+        """Whether an invoice line bills its subscription's current period (not a proration of
+        a change, nor a one-off item)."""
+        parent = item.get("parent") or {}
+        if parent:  # since API 2025-03-31
+            details = parent.get("subscription_item_details") or {}
+            return parent.get("type") == "subscription_item_details" and not details.get("proration")
+        return item.get("type") == "subscription" and not item.get("proration")
+
+    @api.model
+    def _crm_stripe_taxes(self, provider_sudo, item, company, cache):
+        """The company's sale taxes of the same rates as the Stripe line's: ``tax_rates``
+        (objects) before API 2025-03-31, ``taxes[].tax_rate_details`` (ids) since."""
+        rates = [rate for rate in item.get("tax_rates") or [] if isinstance(rate, dict)]
+        for tax in item.get("taxes") or []:
+            rate = (tax.get("tax_rate_details") or {}).get("tax_rate")
+            if isinstance(rate, str):
+                key = ("tax_rate", rate)
+                if key not in cache:
+                    cache[key] = provider_sudo._crm_stripe_call("retrieve_tax_rate", rate)
+                rate = cache[key]
+            if isinstance(rate, dict):
+                rates.append(rate)
+        taxes = self.env["account.tax"]
+        for rate in rates:
+            if rate.get("percentage") is None:
+                continue
+            taxes |= (
+                self.env["account.tax"]
+                .sudo()
+                .search(
+                    [
+                        ("company_id", "=", company.id),
+                        ("type_tax_use", "=", "sale"),
+                        ("amount_type", "=", "percent"),
+                        ("amount", "=", float(rate["percentage"])),
+                        ("price_include", "=", bool(rate.get("inclusive"))),
+                    ],
+                    limit=1,
+                )
+            )
+        return taxes
+
+    def _crm_void_stripe_invoice(self):
+        self.ensure_one()
+        if self.state == "cancel":
+            return _("Already cancelled.")
+        if self.payment_state not in ("not_paid",):
+            self.message_post(body=_("Voided in Stripe, but a payment is reconciled with it here: check it."))
+            return _("Voided in Stripe; paid here: left for review.")
+        self.button_draft()
+        self.button_cancel()
+        self.message_post(body=_("Voided in Stripe."))
+        return _("Invoice %s cancelled.", self.name)
+
+    def _crm_apply_stripe_invoice_payment(self, provider_sudo, remote):
+        """Record the payment of an invoice Stripe says is paid, through its PaymentIntent."""
+        self.ensure_one()
+        if self.payment_state in ("paid", "in_payment", "reversed"):
+            return _("Already paid.")
+        intent_id = utils.stripe_id(remote.get("payment_intent"))
+        if not intent_id:  # since API 2025-03-31, among the invoice's payments
+            payments = (remote.get("payments") or {}).get("data") or provider_sudo._crm_stripe_call(
+                "list_invoice_payments", remote["id"]
+            )
+            for payment in payments:
+                if (payment.get("payment") or {}).get("type") == "payment_intent" and payment.get(
+                    "status"
+                ) == "paid":
+                    intent_id = utils.stripe_id(payment["payment"].get("payment_intent"))
+        if not intent_id:
+            self.message_post(
+                body=_(
+                    "Paid in Stripe without a card payment (credit balance or paid outside Stripe): "
+                    "record how."
+                )
+            )
+            return _("Paid without a PaymentIntent: left to a person.")
+        intent = provider_sudo._crm_stripe_call("retrieve_payment_intent", intent_id)
+        Transaction = self.env["payment.transaction"].sudo()
+        tx = Transaction._crm_find_from_object(provider_sudo, intent)
+        if tx and not tx.crm_flow:
+            return _("A payment of Odoo's own Stripe flow: left to it.")
+        if not tx:
+            tx = Transaction._crm_create_from_intent(provider_sudo, intent)
+            if not tx:
+                return _("No partner is linked to this payment's customer.")
+        if self not in tx.invoice_ids:
+            tx.invoice_ids = [(4, self.id)]
+            if tx.payment_id.state in ("in_process", "paid"):
+                lines = (tx.payment_id.move_id.line_ids + self.line_ids).filtered(
+                    lambda line: line.account_id.account_type == "asset_receivable" and not line.reconciled
+                )
+                lines.reconcile()
+                return _("Payment %s reconciled with the invoice.", tx.reference)
+        return tx._crm_apply_payment_intent(intent)

@@ -20,13 +20,19 @@ class CrmLead(models.Model):
             done = txs.filtered(lambda tx: tx.state == "done")
             lead.crm_payment_count = len(txs)
             lead.crm_paid_amount = sum(
-                tx.currency_id._convert(tx.amount, lead.company_currency or lead.env.company.currency_id,
-                                        lead.company_id or lead.env.company, tx.last_state_change or fields.Date.today())
+                tx.currency_id._convert(
+                    tx.amount,
+                    lead.company_currency or lead.env.company.currency_id,
+                    lead.company_id or lead.env.company,
+                    tx.last_state_change or fields.Date.today(),
+                )
                 for tx in done
             )
 
     crm_subscription_ids = fields.One2many("crm.subscription", "lead_id", string="Subscriptions")
-    crm_subscription_count = fields.Integer(compute="_compute_crm_subscription_count", string="Subscription Count")
+    crm_subscription_count = fields.Integer(
+        compute="_compute_crm_subscription_count", string="Subscription Count"
+    )
 
     @api.depends("crm_subscription_ids")
     def _compute_crm_subscription_count(self):
@@ -58,7 +64,10 @@ class CrmLead(models.Model):
             "res_model": "crm.subscription",
             "view_mode": "list,form",
             "domain": [("lead_id", "=", self.id)],
-            "context": {"default_lead_id": self.id, "default_partner_id": self.partner_id.commercial_partner_id.id},
+            "context": {
+                "default_lead_id": self.id,
+                "default_partner_id": self.partner_id.commercial_partner_id.id,
+            },
         }
 
     def action_crm_request_payment(self):
@@ -93,11 +102,19 @@ class CrmLead(models.Model):
             self.action_set_won()
             won = True
         body = (
-            _("%(customer)s paid %(amount)s (%(reference)s); the opportunity is won.",
-              customer=tx.partner_id.display_name, amount=amount, reference=tx.reference)
+            _(
+                "%(customer)s paid %(amount)s (%(reference)s); the opportunity is won.",
+                customer=tx.partner_id.display_name,
+                amount=amount,
+                reference=tx.reference,
+            )
             if won
-            else _("%(customer)s paid %(amount)s (%(reference)s).",
-                   customer=tx.partner_id.display_name, amount=amount, reference=tx.reference)
+            else _(
+                "%(customer)s paid %(amount)s (%(reference)s).",
+                customer=tx.partner_id.display_name,
+                amount=amount,
+                reference=tx.reference,
+            )
         )
         self.message_post(
             body=body,

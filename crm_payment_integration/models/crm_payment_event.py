@@ -52,15 +52,12 @@ class CrmPaymentEvent(models.Model):
 
     provider_id = fields.Many2one(
         comodel_name="payment.provider",
-        string="Provider",
         required=True,
         readonly=True,
         ondelete="cascade",
         index=True,
     )
-    company_id = fields.Many2one(
-        comodel_name="res.company", string="Company", required=True, readonly=True, index=True
-    )
+    company_id = fields.Many2one(comodel_name="res.company", required=True, readonly=True, index=True)
     stripe_event_id = fields.Char(string="Event ID", required=True, readonly=True)
     event_type = fields.Char(string="Type", required=True, readonly=True, index=True)
     object_id = fields.Char(
@@ -69,7 +66,7 @@ class CrmPaymentEvent(models.Model):
     stripe_created = fields.Datetime(string="Created in Stripe", readonly=True)
     livemode = fields.Boolean(string="Live", readonly=True)
     api_version = fields.Char(string="API Version", readonly=True)
-    payload = fields.Json(string="Payload", readonly=True)
+    payload = fields.Json(readonly=True)
     payload_text = fields.Text(string="Payload (JSON)", compute="_compute_payload_text")
     received_at = fields.Datetime(string="Received", required=True, readonly=True)
     state = fields.Selection(
@@ -84,11 +81,11 @@ class CrmPaymentEvent(models.Model):
         default="pending",
         readonly=True,
     )
-    attempts = fields.Integer(string="Attempts", readonly=True)
+    attempts = fields.Integer(readonly=True)
     next_attempt_at = fields.Datetime(string="Next Attempt", readonly=True)
     processed_at = fields.Datetime(string="Processed", readonly=True)
-    result = fields.Char(string="Result", readonly=True)
-    last_error = fields.Text(string="Last Error", readonly=True)
+    result = fields.Char(readonly=True)
+    last_error = fields.Text(readonly=True)
 
     _sql_constraints = [
         (
@@ -117,9 +114,7 @@ class CrmPaymentEvent(models.Model):
         """Apply the events again now, whatever their state; the result shows on each."""
         self.check_access("write")
         events_sudo = self.sudo()
-        events_sudo.write(
-            {"state": "pending", "attempts": 0, "next_attempt_at": fields.Datetime.now()}
-        )
+        events_sudo.write({"state": "pending", "attempts": 0, "next_attempt_at": fields.Datetime.now()})
         events_sudo._crm_process()
         return True
 
@@ -209,7 +204,9 @@ class CrmPaymentEvent(models.Model):
                 "provider": provider_sudo.id,
                 "event_id": event["id"],
                 "type": event["type"],
-                "object_id": object_id if isinstance(object_id := event["data"]["object"].get("id"), str) else None,
+                "object_id": object_id
+                if isinstance(object_id := event["data"]["object"].get("id"), str)
+                else None,
                 "created": datetime.fromtimestamp(created, tz=timezone.utc).replace(tzinfo=None)
                 if isinstance(created, int)
                 else None,
@@ -393,9 +390,13 @@ class CrmPaymentEvent(models.Model):
         return {} if batch is None else batch.cache
 
     def _crm_binding(self, customer_id):
-        return self.env["crm.stripe.customer"].sudo().search(
-            [("provider_id", "=", self.provider_id.id), ("stripe_customer_id", "=", customer_id)],
-            limit=1,
+        return (
+            self.env["crm.stripe.customer"]
+            .sudo()
+            .search(
+                [("provider_id", "=", self.provider_id.id), ("stripe_customer_id", "=", customer_id)],
+                limit=1,
+            )
         )
 
     def _crm_handle_customer_updated(self):
@@ -486,7 +487,9 @@ class CrmPaymentEvent(models.Model):
                 return _("No transaction for this PaymentIntent.")
             if intent.get("invoice"):
                 return _("Paid through a Stripe invoice; left to Stripe Billing.")
-            recent = not self.stripe_created or fields.Datetime.now() - self.stripe_created < timedelta(minutes=15)
+            recent = not self.stripe_created or fields.Datetime.now() - self.stripe_created < timedelta(
+                minutes=15
+            )
             if intent.get("description") and recent:
                 # Odoo's own flow names its transaction there, and the request creating it may
                 # not have committed yet: retried for a while before it counts as made in Stripe.
@@ -508,7 +511,9 @@ class CrmPaymentEvent(models.Model):
         """Whether a PaymentIntent pays a Stripe invoice (since API 2025-03-31 it no longer
         names it: asked the other way). A key that may not read invoices says no."""
         try:
-            return bool(self.provider_id._crm_stripe_call("list_invoice_payments", payment_intent_id=intent_id))
+            return bool(
+                self.provider_id._crm_stripe_call("list_invoice_payments", payment_intent_id=intent_id)
+            )
         except UserError as error:
             _logger.warning("could not tell whether %s pays a Stripe invoice: %s", intent_id, error)
             return False
@@ -594,9 +599,11 @@ class CrmPaymentEvent(models.Model):
         source._crm_ensure_post_processed()
         results = []
         for refund in refunds:
+            refund_id, ref = refund["id"], (refund.get("metadata") or {}).get("reference")
             refund_tx = source.child_transaction_ids.filtered(
-                lambda tx, refund_id=refund["id"], ref=(refund.get("metadata") or {}).get("reference"): (
-                    tx.operation == "refund" and (tx.provider_reference == refund_id or (ref and tx.reference == ref))
+                lambda tx, refund_id=refund_id, ref=ref: (
+                    tx.operation == "refund"
+                    and (tx.provider_reference == refund_id or (ref and tx.reference == ref))
                 )
             )[:1]
             if not refund_tx:

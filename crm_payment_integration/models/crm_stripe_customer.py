@@ -51,10 +51,8 @@ class CrmStripeCustomer(models.Model):
         ondelete="cascade",
         domain=[("code", "=", "stripe")],
     )
-    company_id = fields.Many2one(
-        related="provider_id.company_id", store=True, index=True, string="Company"
-    )
-    stripe_customer_id = fields.Char(string="Stripe Customer", required=True, index=True)
+    company_id = fields.Many2one(related="provider_id.company_id", store=True, index=True, string="Company")
+    stripe_customer_id = fields.Char(required=True, index=True)
     needs_push = fields.Boolean(
         string="Changes to Send",
         help="The partner changed in Odoo since the customer was last updated in Stripe.",
@@ -126,9 +124,7 @@ class CrmStripeCustomer(models.Model):
         if binding_sudo:
             return binding_sudo
         # Serialise concurrent creations for this partner in this database.
-        self.env.cr.execute(
-            "SELECT id, write_date FROM res_partner WHERE id = %s FOR UPDATE", [partner.id]
-        )
+        self.env.cr.execute("SELECT id, write_date FROM res_partner WHERE id = %s FOR UPDATE", [partner.id])
         __, write_date = self.env.cr.fetchone()
         binding_sudo = self._crm_find(partner, provider_sudo)
         if binding_sudo:
@@ -175,7 +171,9 @@ class CrmStripeCustomer(models.Model):
             )
             binding_sudo._crm_push_tax_ids()
             binding_sudo.write({"needs_push": False, "last_sync_at": fields.Datetime.now()})
-            _logger.info("pushed partner %s to stripe customer %s", binding_sudo.partner_id.id, customer["id"])
+            _logger.info(
+                "pushed partner %s to stripe customer %s", binding_sudo.partner_id.id, customer["id"]
+            )
 
     def _crm_push_tax_ids(self):
         """Make the customer's tax id in Stripe match the partner's VAT number."""
@@ -235,9 +233,7 @@ class CrmStripeCustomer(models.Model):
                     binding_sudo._crm_push()
                 pushed += 1
             except UserError as error:
-                _logger.warning(
-                    "could not push partner %s to stripe: %s", binding_sudo.partner_id.id, error
-                )
+                _logger.warning("could not push partner %s to stripe: %s", binding_sudo.partner_id.id, error)
         if pushed == limit:
             self.env.ref("crm_payment_integration.ir_cron_crm_stripe_push")._trigger()
         return pushed
@@ -257,9 +253,7 @@ class CrmStripeCustomer(models.Model):
         binding_sudo = self.sudo()
         provider_sudo = binding_sudo.provider_id
         if customer is None:
-            customer = provider_sudo._crm_stripe_call(
-                "retrieve_customer", binding_sudo.stripe_customer_id
-            )
+            customer = provider_sudo._crm_stripe_call("retrieve_customer", binding_sudo.stripe_customer_id)
         if customer is None:
             binding_sudo._crm_unlink_deleted_customer()
             return False
@@ -292,9 +286,7 @@ class CrmStripeCustomer(models.Model):
         if address:
             country = partner.country_id
             if address.get("country") and address["country"] != country.code:
-                country = self.env["res.country"].search(
-                    [("code", "=", address["country"].upper())], limit=1
-                )
+                country = self.env["res.country"].search([("code", "=", address["country"].upper())], limit=1)
                 if country:
                     values["country_id"] = country.id
             state = partner.state_id
@@ -350,7 +342,11 @@ class CrmStripeCustomer(models.Model):
             seen.add(pm["id"])
             token = tokens.filtered(lambda t, pm_id=pm["id"]: t.stripe_payment_method == pm_id)
             Token._crm_upsert_from_stripe(
-                token[:1], pm, self.partner_id, provider_sudo, self.stripe_customer_id,
+                token[:1],
+                pm,
+                self.partner_id,
+                provider_sudo,
+                self.stripe_customer_id,
                 is_default=pm["id"] == default_pm,
             )
         detached = tokens.filtered(lambda t: t.active and t.stripe_payment_method not in seen)
@@ -360,11 +356,15 @@ class CrmStripeCustomer(models.Model):
     def _crm_unlink_deleted_customer(self):
         """Unlink the customers deleted in Stripe: archive their tokens, drop the link."""
         for binding_sudo in self.sudo():
-            tokens = self.env["payment.token"].sudo().search(
-                [
-                    ("provider_id", "=", binding_sudo.provider_id.id),
-                    ("provider_ref", "=", binding_sudo.stripe_customer_id),
-                ]
+            tokens = (
+                self.env["payment.token"]
+                .sudo()
+                .search(
+                    [
+                        ("provider_id", "=", binding_sudo.provider_id.id),
+                        ("provider_ref", "=", binding_sudo.stripe_customer_id),
+                    ]
+                )
             )
             tokens._crm_archive()
             binding_sudo.partner_id.message_post(

@@ -32,15 +32,21 @@ class CrmSubscription(models.Model):
     _order = "id desc"
     _check_company_auto = True
 
-    name = fields.Char(string="Reference", required=True, readonly=True, copy=False, default=lambda self: _("New"))
+    name = fields.Char(
+        string="Reference", required=True, readonly=True, copy=False, default=lambda self: _("New")
+    )
     partner_id = fields.Many2one(
         "res.partner", string="Customer", required=True, tracking=True, index=True, check_company=True
     )
-    company_id = fields.Many2one("res.company", required=True, default=lambda self: self.env.company, index=True)
+    company_id = fields.Many2one(
+        "res.company", required=True, default=lambda self: self.env.company, index=True
+    )
     currency_id = fields.Many2one(
         "res.currency", required=True, default=lambda self: self.env.company.currency_id, tracking=True
     )
-    user_id = fields.Many2one("res.users", string="Salesperson", default=lambda self: self.env.user, tracking=True)
+    user_id = fields.Many2one(
+        "res.users", string="Salesperson", default=lambda self: self.env.user, tracking=True
+    )
     lead_id = fields.Many2one("crm.lead", string="Opportunity", index="btree_not_null", check_company=True)
     template_id = fields.Many2one(
         "crm.subscription.template", string="Plan", check_company=True, index="btree_not_null", tracking=True
@@ -57,7 +63,9 @@ class CrmSubscription(models.Model):
     trial_end_date = fields.Date(string="Trial End", tracking=True)
     # Not tracked: it moves every period, and each period has its invoice.
     next_invoice_date = fields.Date(index=True, copy=False)
-    end_date = fields.Date(tracking=True, help="The subscription expires after the period ending on this date.")
+    end_date = fields.Date(
+        tracking=True, help="The subscription expires after the period ending on this date."
+    )
     payment_token_id = fields.Many2one(
         "payment.token",
         string="Payment Method",
@@ -86,7 +94,9 @@ class CrmSubscription(models.Model):
         readonly=True, copy=False, help="The end date comes from a cancellation at the end of the period."
     )
     dunning_attempts = fields.Integer(string="Failed Attempts", readonly=True, copy=False)
-    dunning_next_date = fields.Date(string="Next Payment Retry", readonly=True, copy=False, index="btree_not_null")
+    dunning_next_date = fields.Date(
+        string="Next Payment Retry", readonly=True, copy=False, index="btree_not_null"
+    )
     amount_untaxed = fields.Monetary(compute="_compute_amounts", store=True)
     mrr = fields.Monetary(
         string="MRR",
@@ -112,7 +122,9 @@ class CrmSubscription(models.Model):
             if (subscription.trial_end_date and subscription.trial_end_date < start) or (
                 subscription.end_date and subscription.end_date < start - relativedelta(days=1)
             ):
-                raise UserError(_("The trial and the end of %s cannot come before its start.", subscription.name))
+                raise UserError(
+                    _("The trial and the end of %s cannot come before its start.", subscription.name)
+                )
 
     @api.depends("line_ids.price_subtotal")
     def _compute_amounts(self):
@@ -144,9 +156,11 @@ class CrmSubscription(models.Model):
     @api.onchange("template_id")
     def _onchange_template_id(self):
         if self.template_id:
-            self.update(self.template_id._crm_subscription_values(
-                self.start_date or fields.Date.context_today(self), self.currency_id
-            ))
+            self.update(
+                self.template_id._crm_subscription_values(
+                    self.start_date or fields.Date.context_today(self), self.currency_id
+                )
+            )
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -156,10 +170,12 @@ class CrmSubscription(models.Model):
                 template = self.env["crm.subscription.template"].browse(vals["template_id"])
                 start = fields.Date.to_date(vals.get("start_date")) or fields.Date.context_today(self)
                 currency = self.env["res.currency"].browse(vals.get("currency_id")) or None
-                vals.update({
-                    **template._crm_subscription_values(start, currency),
-                    **{k: v for k, v in vals.items() if k != "line_ids"},
-                })
+                vals.update(
+                    {
+                        **template._crm_subscription_values(start, currency),
+                        **{k: v for k, v in vals.items() if k != "line_ids"},
+                    }
+                )
             if vals.get("name", _("New")) == _("New"):
                 vals["name"] = self.env["ir.sequence"].next_by_code("crm.subscription") or _("New")
         return super().create(vals_list)
@@ -183,7 +199,9 @@ class CrmSubscription(models.Model):
             if subscription.state != "draft":
                 raise UserError(_("Only a draft subscription can be started."))
             if not subscription.line_ids:
-                raise UserError(_("Add what the customer subscribes to before starting %s.", subscription.name))
+                raise UserError(
+                    _("Add what the customer subscribes to before starting %s.", subscription.name)
+                )
             today = fields.Date.context_today(subscription)
             in_trial = subscription.trial_end_date and subscription.trial_end_date > today
             subscription.write(
@@ -193,7 +211,9 @@ class CrmSubscription(models.Model):
                 }
             )
             subscription.message_post(
-                body=_("Trial until %s.", subscription.trial_end_date) if in_trial else _("Subscription started.")
+                body=_("Trial until %s.", subscription.trial_end_date)
+                if in_trial
+                else _("Subscription started.")
             )
 
     def action_cancel(self, reason=None):
@@ -205,7 +225,9 @@ class CrmSubscription(models.Model):
     def action_cancel_at_period_end(self, reason=None):
         """Cancel at the end of the period already invoiced: it ends then, without renewal."""
         for subscription in self.filtered(lambda s: s.state in ("trial", "active", "past_due", "paused")):
-            last_day = (subscription.next_invoice_date or fields.Date.context_today(subscription)) - relativedelta(days=1)
+            last_day = (
+                subscription.next_invoice_date or fields.Date.context_today(subscription)
+            ) - relativedelta(days=1)
             subscription.write({"end_date": last_day, "end_by_cancellation": True})
             subscription.message_post(
                 body=_("Ends on %(date)s: %(reason)s", date=last_day, reason=reason or _("no reason given"))
@@ -221,12 +243,15 @@ class CrmSubscription(models.Model):
                 subscription.message_post(body=_("Reactivated: it goes on after the current period."))
             elif subscription.state in ("cancelled", "expired"):
                 # Not before what was already invoiced, nor before the start or the trial's end.
-                invoiced = subscription.invoice_ids.filtered(lambda m: m.state == "posted" and m.crm_period_end)
+                invoiced = subscription.invoice_ids.filtered(
+                    lambda m: m.state == "posted" and m.crm_period_end
+                )
                 start = max(
                     today,
                     subscription.start_date,
                     max(invoiced.mapped("crm_period_end"), default=today) + relativedelta(days=1)
-                    if invoiced else today,
+                    if invoiced
+                    else today,
                 )
                 in_trial = subscription.trial_end_date and subscription.trial_end_date > start
                 unpaid = subscription._crm_unpaid_invoices()
@@ -240,7 +265,9 @@ class CrmSubscription(models.Model):
                     "dunning_next_date": today if unpaid else False,
                 }
                 subscription.write(values)
-                subscription.message_post(body=_("Reactivated: the next period starts on %s.", values["next_invoice_date"]))
+                subscription.message_post(
+                    body=_("Reactivated: the next period starts on %s.", values["next_invoice_date"])
+                )
             else:
                 raise UserError(_("%s is not cancelled: there is nothing to reactivate.", subscription.name))
 
@@ -253,7 +280,9 @@ class CrmSubscription(models.Model):
         """Resume a paused subscription: billing starts again today, for a full period."""
         for subscription in self.filtered(lambda s: s.state == "paused"):
             today = fields.Date.context_today(subscription)
-            subscription.write({"state": "active", "next_invoice_date": max(subscription.next_invoice_date or today, today)})
+            subscription.write(
+                {"state": "active", "next_invoice_date": max(subscription.next_invoice_date or today, today)}
+            )
             subscription.message_post(body=_("Resumed."))
 
     # === BILLING === #
@@ -380,13 +409,18 @@ class CrmSubscription(models.Model):
         new = to_bill.filtered(lambda s: (s.id, s.next_invoice_date) not in invoices)
         for company in new.company_id:
             subscriptions = new.filtered(lambda s, company=company: s.company_id == company)
-            moves = Move.with_company(company).with_context(mail_create_nolog=True).create(
-                [subscription._period_invoice_values() for subscription in subscriptions]
+            moves = (
+                Move.with_company(company)
+                .with_context(mail_create_nolog=True)
+                .create([subscription._period_invoice_values() for subscription in subscriptions])
             )
-            for subscription, move in zip(subscriptions, moves):
+            for subscription, move in zip(subscriptions, moves, strict=True):
                 invoices[subscription.id, subscription.next_invoice_date] = move
                 subscription.adjustment_ids.filtered(lambda a: not a.invoice_id).invoice_id = move
-        pairs = [(subscription, invoices[subscription.id, subscription.next_invoice_date]) for subscription in to_bill]
+        pairs = [
+            (subscription, invoices[subscription.id, subscription.next_invoice_date])
+            for subscription in to_bill
+        ]
         cancelled = Move.union(*(invoice for __, invoice in pairs)).filtered(lambda m: m.state == "cancel")
         cancelled.button_draft()  # the period's invoice, cancelled by hand: billed again
         drafts = Move.union(*(invoice for __, invoice in pairs)).filtered(lambda m: m.state == "draft")
@@ -468,8 +502,13 @@ class CrmSubscription(models.Model):
         # parameter of the charge, is the same when a run repeats it; an earlier attempt that
         # stands (declined) makes the next one a new charge ("-1", "-2"...).
         tx = self.env["payment.transaction"]._crm_create(
-            invoice.partner_id, invoice.amount_residual, invoice.currency_id, "off_session",
-            invoices=invoice, token=token, lead=self.lead_id,
+            invoice.partner_id,
+            invoice.amount_residual,
+            invoice.currency_id,
+            "off_session",
+            invoices=invoice,
+            token=token,
+            lead=self.lead_id,
             reference_prefix=invoice.crm_period_start and f"{self.name}-{invoice.crm_period_start}",
         )
         tx._crm_charge_off_session()
@@ -495,19 +534,31 @@ class CrmSubscription(models.Model):
         ):
             days = subscription.company_id.crm_renewal_reminder_days
             due = subscription.next_invoice_date
-            if days and due != subscription.renewal_reminded_for and today >= due - relativedelta(days=days) and today < due:
+            if (
+                days
+                and due != subscription.renewal_reminded_for
+                and today >= due - relativedelta(days=days)
+                and today < due
+            ):
                 renewal.send_mail(subscription.id, email_layout_xmlid="mail.mail_notification_light")
                 subscription.renewal_reminded_for = due
                 sent += 1
             token = subscription.payment_token_id
             if token and token.crm_exp_year and token != subscription.card_reminded_token_id:
-                expires = date(token.crm_exp_year, token.crm_exp_month or 12, 1) + relativedelta(months=1, days=-1)
+                expires = date(token.crm_exp_year, token.crm_exp_month or 12, 1) + relativedelta(
+                    months=1, days=-1
+                )
                 if today >= expires - relativedelta(days=30) and subscription.partner_id.email:
                     subscription.partner_id._crm_send_setup_link(
-                        "crm_payment_integration.mail_template_crm_payment_card_expiring", subscription.company_id
+                        "crm_payment_integration.mail_template_crm_payment_card_expiring",
+                        subscription.company_id,
                     )
                     subscription.card_reminded_token_id = token
-                    subscription.message_post(body=_("The customer was asked for a new card (the saved one expires on %s).", expires))
+                    subscription.message_post(
+                        body=_(
+                            "The customer was asked for a new card (the saved one expires on %s).", expires
+                        )
+                    )
                     sent += 1
         return sent
 
@@ -538,17 +589,30 @@ class CrmSubscription(models.Model):
             total=(period_end - period_start).days,
         )
         if self.company_id.crm_proration_mode == "immediate":
-            move = self.env["account.move"].with_company(self.company_id).create(
-                {
-                    "move_type": "out_invoice" if amount > 0 else "out_refund",
-                    "partner_id": self.partner_id.id,
-                    "currency_id": self.currency_id.id,
-                    "invoice_origin": self.name,
-                    "crm_subscription_id": self.id,
-                    "invoice_line_ids": [
-                        (0, 0, {"name": name, "quantity": 1, "price_unit": abs(amount), "tax_ids": [(6, 0, line.tax_ids.ids)]})
-                    ],
-                }
+            move = (
+                self.env["account.move"]
+                .with_company(self.company_id)
+                .create(
+                    {
+                        "move_type": "out_invoice" if amount > 0 else "out_refund",
+                        "partner_id": self.partner_id.id,
+                        "currency_id": self.currency_id.id,
+                        "invoice_origin": self.name,
+                        "crm_subscription_id": self.id,
+                        "invoice_line_ids": [
+                            (
+                                0,
+                                0,
+                                {
+                                    "name": name,
+                                    "quantity": 1,
+                                    "price_unit": abs(amount),
+                                    "tax_ids": [(6, 0, line.tax_ids.ids)],
+                                },
+                            )
+                        ],
+                    }
+                )
             )
             move.action_post()
             if amount > 0:
@@ -556,7 +620,12 @@ class CrmSubscription(models.Model):
             self.message_post(body=_("Prorated change billed at once: %s", move._get_html_link()))
         else:
             self.env["crm.subscription.adjustment"].create(
-                {"subscription_id": self.id, "name": name, "amount": amount, "tax_ids": [(6, 0, line.tax_ids.ids)]}
+                {
+                    "subscription_id": self.id,
+                    "name": name,
+                    "amount": amount,
+                    "tax_ids": [(6, 0, line.tax_ids.ids)],
+                }
             )
             self.message_post(body=_("Prorated change added to the next invoice: %s", name))
 
@@ -582,14 +651,21 @@ class CrmSubscription(models.Model):
             values["dunning_next_date"] = first_failure + relativedelta(days=days[attempts - 1])
         self.write(values)
         if hard:
-            self.message_post(body=_(
-                "Payment failed (%(reason)s): retrying cannot succeed, the customer is asked for another payment method.",
-                reason=tx.crm_decline_reason,
-            ))
+            self.message_post(
+                body=_(
+                    "Payment failed (%(reason)s): retrying cannot succeed, the customer is asked for "
+                    "another payment method.",
+                    reason=tx.crm_decline_reason,
+                )
+            )
         elif values["dunning_next_date"]:
-            self.message_post(body=_(
-                "Payment failed (%(reason)s): retry on %(date)s.", reason=tx.crm_decline_reason, date=values["dunning_next_date"],
-            ))
+            self.message_post(
+                body=_(
+                    "Payment failed (%(reason)s): retry on %(date)s.",
+                    reason=tx.crm_decline_reason,
+                    date=values["dunning_next_date"],
+                )
+            )
         else:
             self._dunning_exhausted()
 
@@ -604,7 +680,11 @@ class CrmSubscription(models.Model):
             "mail.mail_activity_data_todo",
             user_id=(self.user_id or self.env.user).id,
             summary=_("Subscription unpaid"),
-            note=_("%(name)s is still unpaid after %(count)s attempts.", name=self.name, count=self.dunning_attempts),
+            note=_(
+                "%(name)s is still unpaid after %(count)s attempts.",
+                name=self.name,
+                count=self.dunning_attempts,
+            ),
         )
 
     def _retry_payment(self, today):
@@ -625,7 +705,11 @@ class CrmSubscription(models.Model):
     def _crm_unpaid_invoices(self):
         self.ensure_one()
         return self.invoice_ids.filtered(
-            lambda m: m.move_type == "out_invoice" and m.state == "posted" and not m.currency_id.is_zero(m.amount_residual)
+            lambda m: (
+                m.move_type == "out_invoice"
+                and m.state == "posted"
+                and not m.currency_id.is_zero(m.amount_residual)
+            )
         ).sorted("crm_period_start")
 
     @api.model
@@ -707,6 +791,8 @@ class CrmSubscriptionLine(models.Model):
     @api.depends("quantity", "price_unit", "discount")
     def _compute_price_subtotal(self):
         for line in self:
-            line.price_subtotal = line.currency_id.round(
-                line.quantity * line.price_unit * (1 - (line.discount or 0.0) / 100)
-            ) if line.currency_id else 0.0
+            line.price_subtotal = (
+                line.currency_id.round(line.quantity * line.price_unit * (1 - (line.discount or 0.0) / 100))
+                if line.currency_id
+                else 0.0
+            )

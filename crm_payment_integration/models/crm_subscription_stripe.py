@@ -1,13 +1,13 @@
 import logging
-from datetime import datetime, timezone
 
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.tools import format_amount
 from odoo.exceptions import UserError
 
 from odoo.addons.payment import utils as payment_utils
+
+from .. import utils
 
 _logger = logging.getLogger(__name__)
 
@@ -24,23 +24,15 @@ STRIPE_STATES = {
     "canceled": "cancelled",
 }
 
-# Stripe invoice statuses worth an Odoo invoice: a draft still changes, a voided draft never
-# asked for money.
-MIRRORED_INVOICE_STATUSES = ("open", "paid", "uncollectible", "void")
-
 
 # What users may still change on a mirror: who follows it up, and its chatter.
 MIRROR_EDITABLE_FIELDS = {
-    "user_id", "lead_id", "message_follower_ids", "message_main_attachment_id", "activity_ids",
+    "user_id",
+    "lead_id",
+    "message_follower_ids",
+    "message_main_attachment_id",
+    "activity_ids",
 }
-
-
-def _date(timestamp):
-    return datetime.fromtimestamp(int(timestamp), tz=timezone.utc).date() if timestamp else False
-
-
-def _object_id(value):
-    return value.get("id") if isinstance(value, dict) else value
 
 
 class CrmSubscription(models.Model):
@@ -57,8 +49,10 @@ class CrmSubscription(models.Model):
         index=True,
         help="Stripe Billing subscriptions are invoiced and charged by Stripe; Odoo mirrors them.",
     )
-    stripe_subscription_id = fields.Char(string="Stripe Subscription", readonly=True, copy=False, index="btree_not_null")
-    stripe_provider_id = fields.Many2one("payment.provider", string="Stripe Account", readonly=True, copy=False)
+    stripe_subscription_id = fields.Char(readonly=True, copy=False, index="btree_not_null")
+    stripe_provider_id = fields.Many2one(
+        "payment.provider", string="Stripe Account", readonly=True, copy=False
+    )
     stripe_synced_at = fields.Datetime(string="Last Read from Stripe", readonly=True, copy=False)
 
     _sql_constraints = [
@@ -77,16 +71,22 @@ class CrmSubscription(models.Model):
     def _crm_check_managed_by_odoo(self):
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
         if stripe_managed and not self._crm_is_stripe_sync():
-            raise UserError(_(
-                "%s is billed by Stripe Billing: change it in Stripe, Odoo follows.",
-                ", ".join(stripe_managed.mapped("name")),
-            ))
+            raise UserError(
+                _(
+                    "%s is billed by Stripe Billing: change it in Stripe, Odoo follows.",
+                    ", ".join(stripe_managed.mapped("name")),
+                )
+            )
 
     @api.model_create_multi
     def create(self, vals_list):
-        if any(vals.get("managed_by") == "stripe" or vals.get("stripe_subscription_id") for vals in vals_list):
+        if any(
+            vals.get("managed_by") == "stripe" or vals.get("stripe_subscription_id") for vals in vals_list
+        ):
             if not self._crm_is_stripe_sync():
-                raise UserError(_("Stripe Billing subscriptions come from Stripe: import them from the Stripe provider."))
+                raise UserError(
+                    _("Stripe Billing subscriptions come from Stripe: import them from the Stripe provider.")
+                )
         return super().create(vals_list)
 
     def write(self, vals):
@@ -120,14 +120,18 @@ class CrmSubscription(models.Model):
                     "cancel_subscription", subscription.stripe_subscription_id
                 )
                 subscription._crm_apply_stripe_subscription(remote)
-                subscription.message_post(body=_("Cancelled in Stripe: %s", reason) if reason else _("Cancelled in Stripe."))
+                subscription.message_post(
+                    body=_("Cancelled in Stripe: %s", reason) if reason else _("Cancelled in Stripe.")
+                )
             self -= stripe_managed
         return super().action_cancel(reason=reason)
 
     def action_cancel_at_period_end(self, reason=None):
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
         if stripe_managed and not self._crm_is_stripe_sync():
-            for subscription in stripe_managed.filtered(lambda s: s.state in ("trial", "active", "past_due", "paused")):
+            for subscription in stripe_managed.filtered(
+                lambda s: s.state in ("trial", "active", "past_due", "paused")
+            ):
                 remote = subscription.stripe_provider_id.sudo()._crm_stripe_call(
                     "update_subscription", subscription.stripe_subscription_id, {"cancel_at_period_end": True}
                 )
@@ -144,19 +148,26 @@ class CrmSubscription(models.Model):
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
         for subscription in stripe_managed:
             if subscription.state in ("cancelled", "expired", "draft"):
-                raise UserError(_(
-                    "%s was cancelled in Stripe Billing, which cannot reactivate it: create a new subscription in Stripe.",
-                    subscription.name,
-                ))
+                raise UserError(
+                    _(
+                        "%s was cancelled in Stripe Billing, which cannot reactivate it: "
+                        "create a new subscription in Stripe.",
+                        subscription.name,
+                    )
+                )
             remote = subscription.stripe_provider_id.sudo()._crm_stripe_call(
                 "update_subscription", subscription.stripe_subscription_id, {"cancel_at_period_end": False}
             )
             subscription._crm_apply_stripe_subscription(remote)
             if subscription.end_date:
-                raise UserError(_(
-                    "Stripe still ends %(name)s on %(date)s (an end date set in Stripe): change it there.",
-                    name=subscription.name, date=subscription.end_date,
-                ))
+                raise UserError(
+                    _(
+                        "Stripe still ends %(name)s on %(date)s (an end date set in Stripe): "
+                        "change it there.",
+                        name=subscription.name,
+                        date=subscription.end_date,
+                    )
+                )
             subscription.message_post(body=_("Reactivated in Stripe: it goes on after the current period."))
         return super(CrmSubscription, self - stripe_managed).action_reactivate()
 
@@ -181,7 +192,9 @@ class CrmSubscription(models.Model):
             try:
                 with self.env.cr.savepoint():
                     subscription = self._crm_sync_stripe_subscription(provider_sudo, remote, cache)
-                    for invoice in provider_sudo._crm_stripe_call("list_invoices", remote["id"]) if subscription else []:
+                    for invoice in (
+                        provider_sudo._crm_stripe_call("list_invoices", remote["id"]) if subscription else []
+                    ):
                         self.env["account.move"]._crm_sync_stripe_invoice(provider_sudo, invoice, cache)
             except UserError as error:  # one subscription must not stop the import
                 cache.clear()
@@ -200,11 +213,12 @@ class CrmSubscription(models.Model):
         cache = {} if cache is None else cache
         Subscription = self.sudo().with_context(crm_stripe_sync=True)
         subscription = Subscription.search(
-            [("stripe_provider_id", "=", provider_sudo.id), ("stripe_subscription_id", "=", remote["id"])], limit=1
+            [("stripe_provider_id", "=", provider_sudo.id), ("stripe_subscription_id", "=", remote["id"])],
+            limit=1,
         )
         if not subscription:
             binding = self.env["crm.stripe.customer"]._crm_import_customer(
-                provider_sudo, _object_id(remote.get("customer")), cache
+                provider_sudo, utils.stripe_id(remote.get("customer")), cache
             )
             if not binding:
                 return self.browse()
@@ -216,8 +230,9 @@ class CrmSubscription(models.Model):
                     "partner_id": binding.partner_id.id,
                     "company_id": provider_sudo.company_id.id,
                     "user_id": (binding.partner_id.user_id or provider_sudo._crm_alert_user()).id,
-                    "currency_id": self._crm_stripe_currency(remote).id or provider_sudo.company_id.currency_id.id,
-                    "start_date": _date(remote.get("start_date") or remote.get("created")),
+                    "currency_id": self._crm_stripe_currency(remote).id
+                    or provider_sudo.company_id.currency_id.id,
+                    "start_date": utils.stripe_date(remote.get("start_date") or remote.get("created")),
                 }
             )
             subscription.message_post(body=_("Mirrored from Stripe Billing subscription %s.", remote["id"]))
@@ -228,7 +243,11 @@ class CrmSubscription(models.Model):
     def _crm_stripe_currency(self, remote):
         items = (remote.get("items") or {}).get("data") or []
         code = remote.get("currency") or (items and self._crm_stripe_price(items[0]).get("currency")) or ""
-        return self.env["res.currency"].with_context(active_test=False).search([("name", "=", code.upper())], limit=1)
+        return (
+            self.env["res.currency"]
+            .with_context(active_test=False)
+            .search([("name", "=", code.upper())], limit=1)
+        )
 
     @api.model
     def _crm_stripe_price(self, item):
@@ -243,7 +262,7 @@ class CrmSubscription(models.Model):
             "currency": source.get("currency"),
             "interval": recurring.get("interval") or "month",
             "interval_count": recurring.get("interval_count") or 1,
-            "product": _object_id(source.get("product")),
+            "product": utils.stripe_id(source.get("product")),
             "nickname": source.get("nickname"),
         }
 
@@ -260,19 +279,29 @@ class CrmSubscription(models.Model):
         state = STRIPE_STATES.get(remote.get("status"), subscription.state)
         if remote.get("pause_collection") and state in ("trial", "active", "past_due"):
             state = "paused"
-        start = _date(remote.get("start_date") or remote.get("created")) or subscription.start_date
+        start = (
+            utils.stripe_date(remote.get("start_date") or remote.get("created")) or subscription.start_date
+        )
         end_date = False
         if remote.get("ended_at"):
-            end_date = max(_date(remote["ended_at"]) - relativedelta(days=1), start - relativedelta(days=1))
+            end_date = max(
+                utils.stripe_date(remote["ended_at"]) - relativedelta(days=1), start - relativedelta(days=1)
+            )
         elif remote.get("cancel_at"):
-            end_date = max(_date(remote["cancel_at"]) - relativedelta(days=1), start - relativedelta(days=1))
+            end_date = max(
+                utils.stripe_date(remote["cancel_at"]) - relativedelta(days=1), start - relativedelta(days=1)
+            )
         elif remote.get("cancel_at_period_end") and period_end:
-            end_date = _date(period_end) - relativedelta(days=1)
+            end_date = utils.stripe_date(period_end) - relativedelta(days=1)
         values = {
             "state": state,
             "start_date": start,
-            "trial_end_date": _date(remote.get("trial_end")) if remote.get("trial_end") and _date(remote["trial_end"]) >= start else False,
-            "next_invoice_date": _date(period_end) if state in ("trial", "active", "past_due") and period_end else False,
+            "trial_end_date": utils.stripe_date(remote.get("trial_end"))
+            if remote.get("trial_end") and utils.stripe_date(remote["trial_end"]) >= start
+            else False,
+            "next_invoice_date": utils.stripe_date(period_end)
+            if state in ("trial", "active", "past_due") and period_end
+            else False,
             "end_date": end_date,
             "end_by_cancellation": bool(remote.get("cancel_at_period_end")),
             "interval_unit": first.get("interval") or subscription.interval_unit,
@@ -298,7 +327,12 @@ class CrmSubscription(models.Model):
                 }
             )
         current = [
-            {"product_id": line.product_id.id, "name": line.name, "quantity": line.quantity, "price_unit": line.price_unit}
+            {
+                "product_id": line.product_id.id,
+                "name": line.name,
+                "quantity": line.quantity,
+                "price_unit": line.price_unit,
+            }
             for line in self.line_ids
         ]
         if current != wanted:
@@ -340,11 +374,19 @@ class ProductProduct(models.Model):
         if key in cache:
             return cache[key]
         Product = self.sudo()
-        product = Product.with_context(active_test=False).search(
-            [("crm_stripe_product_id", "=", stripe_product_id)], limit=1
-        ) if stripe_product_id else Product
+        product = (
+            Product.with_context(active_test=False).search(
+                [("crm_stripe_product_id", "=", stripe_product_id)], limit=1
+            )
+            if stripe_product_id
+            else Product
+        )
         if not product:
-            remote = provider_sudo._crm_stripe_call("retrieve_product", stripe_product_id) if stripe_product_id else {}
+            remote = (
+                provider_sudo._crm_stripe_call("retrieve_product", stripe_product_id)
+                if stripe_product_id
+                else {}
+            )
             product = Product.create(
                 {
                     "name": (remote or {}).get("name") or price.get("nickname") or _("Stripe subscription"),
@@ -356,229 +398,3 @@ class ProductProduct(models.Model):
             )
         cache[key] = product
         return product
-
-
-class AccountMove(models.Model):
-    _inherit = "account.move"
-
-    def _has_to_be_paid(self):
-        # Stripe Billing collects its invoices: no second way to pay them from Odoo's portal.
-        return not self.crm_stripe_invoice_id and super()._has_to_be_paid()
-
-    @api.model
-    def _crm_sync_stripe_invoice(self, provider_sudo, remote, cache=None):
-        """Mirror a finalised Stripe Billing invoice as a posted Odoo invoice, paid as in Stripe.
-
-        Drafts still change and are left until Stripe finalises them; invoices of nothing
-        (a trial's first one) are not mirrored. Paid in Stripe, the invoice gets the payment
-        (a transaction of the PaymentIntent, reconciled); voided, it is cancelled.
-
-        :param dict remote: the Stripe Invoice object
-        :return: a short result for the ledger
-        """
-        cache = {} if cache is None else cache
-        status = remote.get("status")
-        subscription_id = _object_id(remote.get("subscription")) or _object_id(
-            ((remote.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-        )
-        if not subscription_id:
-            return _("Not a subscription's invoice: not mirrored.")
-        Move = self.sudo()
-        move = Move.search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
-        if not move:
-            if status not in MIRRORED_INVOICE_STATUSES or status == "void":
-                return _("Invoice %(status)s in Stripe: mirrored once finalised.", status=status)
-            if not remote.get("total"):
-                return _("Invoice of nothing: not mirrored.")
-            Subscription = self.env["crm.subscription"].sudo()
-            subscription = Subscription.search(
-                [("stripe_provider_id", "=", provider_sudo.id), ("stripe_subscription_id", "=", subscription_id)],
-                limit=1,
-            )
-            if not subscription:
-                remote_subscription = provider_sudo._crm_stripe_call("retrieve_subscription", subscription_id)
-                subscription = remote_subscription and Subscription._crm_sync_stripe_subscription(
-                    provider_sudo, remote_subscription, cache
-                )
-            if not subscription:
-                return _("The invoice's subscription or customer is unknown to Stripe.")
-            move = Move._crm_create_stripe_invoice_move(provider_sudo, subscription, remote, cache)
-        if status == "void":
-            return move._crm_void_stripe_invoice()
-        if status == "paid":
-            return move._crm_apply_stripe_invoice_payment(provider_sudo, remote)
-        if status == "uncollectible" and move.payment_state == "not_paid":
-            move.message_post(body=_("Marked uncollectible in Stripe."))
-        return _("Invoice %(name)s is %(status)s in Stripe.", name=move.name, status=status)
-
-    @api.model
-    def _crm_create_stripe_invoice_move(self, provider_sudo, subscription, remote, cache):
-        """Create and post the Odoo invoice (a credit note for a negative total) of a Stripe
-        invoice: its lines net of discounts, with the company's taxes of the same rates, the
-        service period of its subscription lines, and what it owes equal to Stripe's total."""
-        currency = self.env["res.currency"].with_context(active_test=False).search(
-            [("name", "=", (remote.get("currency") or "").upper())], limit=1
-        )
-        if not currency:
-            raise UserError(_("Stripe invoice %(id)s is in an unknown currency.", id=remote["id"]))
-        lines = remote.get("lines") or {}
-        items = lines.get("data") or []
-        if lines.get("has_more"):
-            items = provider_sudo._crm_stripe_call("list_invoice_lines", remote["id"])
-        company = provider_sudo.company_id
-        total = payment_utils.to_major_currency_units(remote.get("total") or 0, currency)
-        sign = -1 if total < 0 else 1
-        invoice_lines, periods = [], []
-        for item in items:
-            minor = (item.get("amount") or 0) - sum(d.get("amount") or 0 for d in item.get("discount_amounts") or [])
-            amount = sign * payment_utils.to_major_currency_units(minor, currency)
-            quantity = item.get("quantity") or 1
-            price_unit = amount / quantity
-            if not currency.is_zero(currency.round(price_unit) * quantity - amount):
-                quantity, price_unit = 1, amount
-            price = self.env["crm.subscription"]._crm_stripe_price(item) if (item.get("price") or item.get("plan")) else {}
-            price_details = (item.get("pricing") or {}).get("price_details") or {}
-            if not price and price_details.get("product"):  # since API 2025-03-31
-                price = {"product": price_details["product"]}
-            product = self.env["product.product"]._crm_from_stripe(provider_sudo, price, cache) if price else None
-            period = item.get("period") or {}
-            name = item.get("description") or (product and product.name) or _("Stripe invoice line")
-            if period.get("start") and period.get("end"):
-                if self._crm_stripe_line_is_service(item):
-                    periods.append((period["start"], period["end"]))
-                name = _(
-                    "%(name)s (%(start)s to %(end)s)",
-                    name=name,
-                    start=_date(period["start"]),
-                    end=_date(period["end"]) - relativedelta(days=1),
-                )
-            invoice_lines.append(
-                {
-                    "product_id": product.id if product else False,
-                    "name": name,
-                    "quantity": quantity,
-                    "price_unit": price_unit,
-                    "tax_ids": [(6, 0, self._crm_stripe_taxes(provider_sudo, item, company, cache).ids)],
-                }
-            )
-        # The lines' periods are the service period (the invoice's own period_start/end is the
-        # period before, for usage billed in arrears).
-        period_start = _date(min(start for start, __ in periods)) if periods else _date(remote.get("period_start"))
-        period_end = _date(max(end for __, end in periods)) if periods else _date(remote.get("period_end"))
-        move = self.with_company(company).create(
-            {
-                "move_type": "out_refund" if sign < 0 else "out_invoice",
-                "partner_id": subscription.partner_id.id,
-                "currency_id": currency.id,
-                "invoice_date": _date(remote.get("created") or remote.get("date")),
-                "invoice_origin": subscription.name,
-                "invoice_user_id": subscription.user_id.id,
-                "ref": remote.get("number") or remote["id"],
-                "crm_subscription_id": subscription.id,
-                "crm_stripe_invoice_id": remote["id"],
-                "crm_period_start": period_start,
-                "crm_period_end": period_end and period_end - relativedelta(days=1),
-                "invoice_line_ids": [(0, 0, values) for values in invoice_lines],
-            }
-        )
-        difference = currency.round(abs(total) - move.amount_total)
-        if not currency.is_zero(difference):
-            # Taxes Stripe computed that no Odoo tax of the company matches: the invoice owes
-            # what Stripe asks for, so that its payment settles it exactly.
-            move.invoice_line_ids = [(0, 0, {"name": _("Taxes computed by Stripe"), "quantity": 1, "price_unit": difference})]
-        move.action_post()
-        from_balance = (remote.get("total") or 0) - (remote.get("amount_due") or 0)
-        if sign > 0 and from_balance > 0:
-            move.message_post(body=_(
-                "%(amount)s of this invoice was paid from the customer's balance in Stripe: "
-                "reconcile it with their credit here.",
-                amount=format_amount(self.env, payment_utils.to_major_currency_units(from_balance, currency), currency),
-            ))
-        return move
-
-    @api.model
-    def _crm_stripe_line_is_service(self, item):
-        """Whether an invoice line bills its subscription's current period (not a proration of
-        a change, nor a one-off item)."""
-        parent = item.get("parent") or {}
-        if parent:  # since API 2025-03-31
-            details = parent.get("subscription_item_details") or {}
-            return parent.get("type") == "subscription_item_details" and not details.get("proration")
-        return item.get("type") == "subscription" and not item.get("proration")
-
-    @api.model
-    def _crm_stripe_taxes(self, provider_sudo, item, company, cache):
-        """The company's sale taxes of the same rates as the Stripe line's: ``tax_rates``
-        (objects) before API 2025-03-31, ``taxes[].tax_rate_details`` (ids) since."""
-        rates = [rate for rate in item.get("tax_rates") or [] if isinstance(rate, dict)]
-        for tax in item.get("taxes") or []:
-            rate = (tax.get("tax_rate_details") or {}).get("tax_rate")
-            if isinstance(rate, str):
-                key = ("tax_rate", rate)
-                if key not in cache:
-                    cache[key] = provider_sudo._crm_stripe_call("retrieve_tax_rate", rate)
-                rate = cache[key]
-            if isinstance(rate, dict):
-                rates.append(rate)
-        taxes = self.env["account.tax"]
-        for rate in rates:
-            if rate.get("percentage") is None:
-                continue
-            taxes |= self.env["account.tax"].sudo().search(
-                [
-                    ("company_id", "=", company.id),
-                    ("type_tax_use", "=", "sale"),
-                    ("amount_type", "=", "percent"),
-                    ("amount", "=", float(rate["percentage"])),
-                    ("price_include", "=", bool(rate.get("inclusive"))),
-                ],
-                limit=1,
-            )
-        return taxes
-
-    def _crm_void_stripe_invoice(self):
-        self.ensure_one()
-        if self.state == "cancel":
-            return _("Already cancelled.")
-        if self.payment_state not in ("not_paid",):
-            self.message_post(body=_("Voided in Stripe, but a payment is reconciled with it here: check it."))
-            return _("Voided in Stripe; paid here: left for review.")
-        self.button_draft()
-        self.button_cancel()
-        self.message_post(body=_("Voided in Stripe."))
-        return _("Invoice %s cancelled.", self.name)
-
-    def _crm_apply_stripe_invoice_payment(self, provider_sudo, remote):
-        """Record the payment of an invoice Stripe says is paid, through its PaymentIntent."""
-        self.ensure_one()
-        if self.payment_state in ("paid", "in_payment", "reversed"):
-            return _("Already paid.")
-        intent_id = _object_id(remote.get("payment_intent"))
-        if not intent_id:  # since API 2025-03-31, among the invoice's payments
-            payments = (remote.get("payments") or {}).get("data") or provider_sudo._crm_stripe_call(
-                "list_invoice_payments", remote["id"]
-            )
-            for payment in payments:
-                if (payment.get("payment") or {}).get("type") == "payment_intent" and payment.get("status") == "paid":
-                    intent_id = _object_id(payment["payment"].get("payment_intent"))
-        if not intent_id:
-            self.message_post(body=_("Paid in Stripe without a card payment (credit balance or paid outside Stripe): record how."))
-            return _("Paid without a PaymentIntent: left to a person.")
-        intent = provider_sudo._crm_stripe_call("retrieve_payment_intent", intent_id)
-        Transaction = self.env["payment.transaction"].sudo()
-        tx = Transaction._crm_find_from_object(provider_sudo, intent)
-        if tx and not tx.crm_flow:
-            return _("A payment of Odoo's own Stripe flow: left to it.")
-        if not tx:
-            tx = Transaction._crm_create_from_intent(provider_sudo, intent)
-            if not tx:
-                return _("No partner is linked to this payment's customer.")
-        if self not in tx.invoice_ids:
-            tx.invoice_ids = [(4, self.id)]
-            if tx.payment_id.state in ("in_process", "paid"):
-                lines = (tx.payment_id.move_id.line_ids + self.line_ids).filtered(
-                    lambda line: line.account_id.account_type == "asset_receivable" and not line.reconciled
-                )
-                lines.reconcile()
-                return _("Payment %s reconciled with the invoice.", tx.reference)
-        return tx._crm_apply_payment_intent(intent)

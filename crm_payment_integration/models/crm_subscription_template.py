@@ -22,7 +22,7 @@ class CrmSubscriptionTemplate(models.Model):
         required=True,
         default="month",
     )
-    trial_days = fields.Integer(string="Trial Days")
+    trial_days = fields.Integer()
     portal_pause = fields.Boolean(
         string="Customers Can Pause",
         help="Customers pause and resume their subscription themselves in the portal.",
@@ -37,7 +37,9 @@ class CrmSubscriptionTemplate(models.Model):
 
     def _compute_subscription_count(self):
         counts = dict(
-            self.env["crm.subscription"]._read_group([("template_id", "in", self.ids)], ["template_id"], ["__count"])
+            self.env["crm.subscription"]._read_group(
+                [("template_id", "in", self.ids)], ["template_id"], ["__count"]
+            )
         )
         for template in self:
             template.subscription_count = counts.get(template, 0)
@@ -76,8 +78,12 @@ class CrmSubscriptionTemplate(models.Model):
 
     def action_view_subscriptions(self):
         self.ensure_one()
-        action = self.env["ir.actions.act_window"]._for_xml_id("crm_payment_integration.crm_subscription_action")
-        action.update({"domain": [("template_id", "=", self.id)], "context": {"default_template_id": self.id}})
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "crm_payment_integration.crm_subscription_action"
+        )
+        action.update(
+            {"domain": [("template_id", "=", self.id)], "context": {"default_template_id": self.id}}
+        )
         return action
 
 
@@ -93,4 +99,6 @@ class CrmSubscriptionTemplateLine(models.Model):
     def _onchange_product_id(self):
         for line in self.filtered("product_id"):
             line.price_unit = line.product_id.lst_price
-            line.tax_ids = line.product_id.taxes_id.filtered(lambda t: t.company_id == line.template_id.company_id)
+            line.tax_ids = line.product_id.taxes_id.filtered(
+                lambda t, company=line.template_id.company_id: t.company_id == company
+            )

@@ -6,7 +6,7 @@ from werkzeug.urls import url_join
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
-from .. import const, utils
+from .. import utils
 from ..services.gateway import StripeGateway, StripeGatewayError, make_idempotency_key
 
 _logger = logging.getLogger(__name__)
@@ -44,8 +44,7 @@ class PaymentProvider(models.Model):
     crm_alert_user_id = fields.Many2one(
         string="Payments Responsible",
         comodel_name="res.users",
-        help="Receives an activity when a Stripe event cannot be applied. Defaults to the "
-        "administrator.",
+        help="Receives an activity when a Stripe event cannot be applied. Defaults to the administrator.",
         domain=[("share", "=", False)],
     )
 
@@ -54,17 +53,13 @@ class PaymentProvider(models.Model):
         for provider in self.sudo():
             base = provider.crm_api_base
             if base and not base.startswith(("http://", "https://")):
-                raise ValidationError(
-                    _("The Stripe API base URL must start with http:// or https://.")
-                )
+                raise ValidationError(_("The Stripe API base URL must start with http:// or https://."))
 
     @api.depends("code")
     def _compute_crm_webhook_url(self):
         for provider in self:
             if provider.code == "stripe" and provider.id:
-                provider.crm_webhook_url = url_join(
-                    provider.get_base_url(), WEBHOOK_ROUTE % provider.id
-                )
+                provider.crm_webhook_url = url_join(provider.get_base_url(), WEBHOOK_ROUTE % provider.id)
             else:
                 provider.crm_webhook_url = False
 
@@ -107,7 +102,7 @@ class PaymentProvider(models.Model):
                     gateway.delete_webhook_endpoint(previous_endpoint)
                 endpoint_id, secret = endpoint["id"], endpoint["secret"]
             else:
-                endpoint_id = "odoo-%s-%s" % (self._crm_database_uuid()[:8], provider_sudo.id)
+                endpoint_id = f"odoo-{self._crm_database_uuid()[:8]}-{provider_sudo.id}"
                 secret = "whsec_" + secrets.token_urlsafe(32)
                 gateway.configure_localstripe_webhook(endpoint_id, url, secret, events)
         except StripeGatewayError as error:
@@ -126,7 +121,8 @@ class PaymentProvider(models.Model):
         provider_sudo._crm_check_stripe()
         subscriptions = self.env["crm.subscription"]._crm_import_stripe_subscriptions(provider_sudo)
         return utils.notification(
-            _("%(count)s Stripe Billing subscriptions are mirrored in Odoo.", count=len(subscriptions)), reload=False
+            _("%(count)s Stripe Billing subscriptions are mirrored in Odoo.", count=len(subscriptions)),
+            reload=False,
         )
 
     # === BUSINESS METHODS === #
@@ -142,8 +138,7 @@ class PaymentProvider(models.Model):
         if self.state == "disabled":
             raise UserError(
                 _(
-                    "The Stripe provider %(provider)s is disabled. Set it to Test Mode or "
-                    "Enabled first.",
+                    "The Stripe provider %(provider)s is disabled. Set it to Test Mode or Enabled first.",
                     provider=self.name,
                 )
             )

@@ -47,15 +47,24 @@ class PaymentTransaction(models.Model):
         help="Stripe reported an amount or currency that differs from the transaction's; the "
         "transaction is kept pending until a person checks it.",
     )
-    crm_action_requested = fields.Boolean(
-        string="Authentication Requested", readonly=True, copy=False
-    )
+    crm_action_requested = fields.Boolean(string="Authentication Requested", readonly=True, copy=False)
 
     # === CREATION === #
 
     @api.model
-    def _crm_create(self, partner, amount, currency, flow, invoices=None, token=None, lead=None,
-                    reason=None, operation=None, reference_prefix=None):
+    def _crm_create(
+        self,
+        partner,
+        amount,
+        currency,
+        flow,
+        invoices=None,
+        token=None,
+        lead=None,
+        reason=None,
+        operation=None,
+        reference_prefix=None,
+    ):
         """Create a draft transaction on the company's Stripe provider for CRM Payments.
 
         :param recordset partner: the paying `res.partner`
@@ -149,13 +158,13 @@ class PaymentTransaction(models.Model):
 
     def _crm_idempotency_key(self, scope, *parts):
         self.ensure_one()
-        return make_idempotency_key(
-            self.provider_id._crm_database_uuid(), scope, self.reference, *parts
-        )
+        return make_idempotency_key(self.provider_id._crm_database_uuid(), scope, self.reference, *parts)
 
     def _crm_customer_id(self):
-        binding = self.env["crm.stripe.customer"].sudo()._crm_ensure_customer(
-            self.partner_id, self.provider_id.sudo()
+        binding = (
+            self.env["crm.stripe.customer"]
+            .sudo()
+            ._crm_ensure_customer(self.partner_id, self.provider_id.sudo())
         )
         return binding.stripe_customer_id
 
@@ -258,7 +267,9 @@ class PaymentTransaction(models.Model):
             expired = provider_sudo._crm_stripe_call("expire_checkout_session", tx.crm_checkout_session_id)
             if expired is None:  # not open any more: see what happened to it
                 try:
-                    session = provider_sudo._crm_stripe_gateway().retrieve_checkout_session(tx.crm_checkout_session_id)
+                    session = provider_sudo._crm_stripe_gateway().retrieve_checkout_session(
+                        tx.crm_checkout_session_id
+                    )
                 except StripeGatewayError as error:
                     if error.kind != "not_found":
                         utils.raise_user_error(error, provider_sudo)
@@ -434,9 +445,7 @@ class PaymentTransaction(models.Model):
         expected = self._crm_minor_amount()
         if (currency_code or "").lower() == self.currency_id.name.lower() and minor_amount == expected:
             return True
-        reported = (
-            f"{minor_amount} {(currency_code or '?').upper()}"
-        )
+        reported = f"{minor_amount} {(currency_code or '?').upper()}"
         message = _(
             "Stripe reported %(reported)s (minor units) for %(reference)s, which expects "
             "%(expected)s %(currency)s. The transaction is kept pending: check the payment in "
@@ -648,7 +657,11 @@ class PaymentTransaction(models.Model):
         credit_notes = self.env["account.move"]
         left = refund_amount
         for index, invoice in enumerate(invoices):
-            share = left if index == len(invoices) - 1 else currency.round(refund_amount * invoice.amount_total / total)
+            share = (
+                left
+                if index == len(invoices) - 1
+                else currency.round(refund_amount * invoice.amount_total / total)
+            )
             share = min(share, invoice.amount_total)
             left = currency.round(left - share)
             if currency.compare_amounts(share, 0.0) > 0:
@@ -657,7 +670,7 @@ class PaymentTransaction(models.Model):
         (credit_notes.line_ids + payment.move_id.line_ids).filtered(
             lambda line: line.account_id == account and not line.reconciled
         ).reconcile()
-        for invoice, credit_note in zip(invoices, credit_notes):
+        for invoice, credit_note in zip(invoices, credit_notes, strict=False):
             invoice.message_post(
                 body=_(
                     "Refunded %(amount)s by Stripe (%(refund)s): credit note %(credit_note)s.",
@@ -684,7 +697,9 @@ class PaymentTransaction(models.Model):
             product_lines = credit_note.invoice_line_ids.filtered(lambda line: line.display_type == "product")
             for line in product_lines:
                 line_amount = line.price_unit * line.quantity * (1 - (line.discount or 0.0) / 100)
-                line.write({"quantity": 1, "discount": 0.0, "price_unit": currency.round(line_amount * ratio)})
+                line.write(
+                    {"quantity": 1, "discount": 0.0, "price_unit": currency.round(line_amount * ratio)}
+                )
             difference = currency.round(amount - credit_note.amount_total)
             if not float_is_zero(difference, precision_rounding=currency.rounding):
                 credit_note.write(
@@ -715,7 +730,7 @@ class PaymentTransaction(models.Model):
         to_follow = self.filtered(lambda tx: tx.crm_flow and not tx.is_post_processed)
         states = {tx.id: tx.state for tx in to_follow}
         to_follow._crm_create_payments()
-        super()._post_process()
+        result = super()._post_process()
         paid = self.browse()
         for tx in to_follow:
             state = states[tx.id]
@@ -727,6 +742,7 @@ class PaymentTransaction(models.Model):
                 tx._crm_after_declined()
         if paid:
             paid._crm_after_paid()
+        return result
 
     def _crm_create_payments(self):
         """Create, post and reconcile the payments of several confirmed transactions at once.
@@ -737,14 +753,16 @@ class PaymentTransaction(models.Model):
         post-processing calls for those still without payment.
         """
         txs = self.filtered(
-            lambda tx: tx.state == "done"
-            and tx.operation in ("online_redirect", "online_direct", "online_token", "offline")
-            and not tx.payment_id
-            and tx.amount > 0
-            and not tx.child_transaction_ids
-            and all(
-                invoice.state == "posted" and not invoice.invoice_payment_term_id.early_discount
-                for invoice in tx.invoice_ids
+            lambda tx: (
+                tx.state == "done"
+                and tx.operation in ("online_redirect", "online_direct", "online_token", "offline")
+                and not tx.payment_id
+                and tx.amount > 0
+                and not tx.child_transaction_ids
+                and all(
+                    invoice.state == "posted" and not invoice.invoice_payment_term_id.early_discount
+                    for invoice in tx.invoice_ids
+                )
             )
         )
         if len(txs) < 2:
@@ -775,7 +793,9 @@ class PaymentTransaction(models.Model):
                     "payment_method_line_id": method_line[:1].id,
                     "payment_token_id": tx.token_id.id,
                     "payment_transaction_id": tx.id,
-                    "memo": f"{tx.reference} - {tx.partner_id.display_name or ''} - {tx.provider_reference or ''}",
+                    "memo": " - ".join(
+                        (tx.reference, tx.partner_id.display_name or "", tx.provider_reference or "")
+                    ),
                     "invoice_ids": [(6, 0, tx.invoice_ids.ids)],
                     **({"destination_account_id": receivable[0].account_id.id} if receivable else {}),
                 }
@@ -783,11 +803,12 @@ class PaymentTransaction(models.Model):
         payments = self.env["account.payment"].create(values)
         payments.action_post()
         plan = []
-        for tx, payment in zip(txs, payments):
+        for tx, payment in zip(txs, payments, strict=False):
             tx.payment_id = payment
             lines = (payment.move_id.line_ids + tx.invoice_ids.line_ids).filtered(
-                lambda line, account=payment.destination_account_id: line.account_id == account
-                and not line.reconciled
+                lambda line, account=payment.destination_account_id: (
+                    line.account_id == account and not line.reconciled
+                )
             )
             if tx.invoice_ids and lines:
                 plan.append(lines)
@@ -885,29 +906,50 @@ class PaymentTransaction(models.Model):
         customer_id = intent.get("customer")
         if isinstance(customer_id, dict):
             customer_id = customer_id.get("id")
-        binding = self.env["crm.stripe.customer"].sudo().search(
-            [("provider_id", "=", provider_sudo.id), ("stripe_customer_id", "=", customer_id)], limit=1
-        ) if customer_id else None
+        binding = (
+            self.env["crm.stripe.customer"]
+            .sudo()
+            .search(
+                [("provider_id", "=", provider_sudo.id), ("stripe_customer_id", "=", customer_id)], limit=1
+            )
+            if customer_id
+            else None
+        )
         if not binding:
             return self.sudo().browse()
-        currency = self.env["res.currency"].with_context(active_test=False).search(
-            [("name", "=", (intent.get("currency") or "").upper())], limit=1
+        currency = (
+            self.env["res.currency"]
+            .with_context(active_test=False)
+            .search([("name", "=", (intent.get("currency") or "").upper())], limit=1)
         )
         if not currency:
             return self.sudo().browse()
         metadata = intent.get("metadata") or {}
         invoice_ids = [int(i) for i in (metadata.get("odoo_invoice_ids") or "").split(",") if i.isdigit()]
         if (metadata.get("odoo_subscription_id") or "").isdigit() and metadata.get("odoo_period_start"):
-            invoice_ids = self.env["account.move"].sudo().search(
-                [
-                    ("crm_subscription_id", "=", int(metadata["odoo_subscription_id"])),
-                    ("crm_period_start", "=", metadata["odoo_period_start"]),
-                    ("crm_stripe_invoice_id", "=", False),
-                ],
-                limit=1,
-            ).ids
-        invoices = self.env["account.move"].sudo().browse(invoice_ids).exists().filtered(
-            lambda m: m.company_id == provider_sudo.company_id and m.commercial_partner_id == binding.partner_id
+            invoice_ids = (
+                self.env["account.move"]
+                .sudo()
+                .search(
+                    [
+                        ("crm_subscription_id", "=", int(metadata["odoo_subscription_id"])),
+                        ("crm_period_start", "=", metadata["odoo_period_start"]),
+                        ("crm_stripe_invoice_id", "=", False),
+                    ],
+                    limit=1,
+                )
+                .ids
+            )
+        invoices = (
+            self.env["account.move"]
+            .sudo()
+            .browse(invoice_ids)
+            .exists()
+            .filtered(
+                lambda m: (
+                    m.company_id == provider_sudo.company_id and m.commercial_partner_id == binding.partner_id
+                )
+            )
         )
         amount = payment_utils.to_major_currency_units(intent.get("amount") or 0, currency)
         values = {
@@ -921,7 +963,8 @@ class PaymentTransaction(models.Model):
             "provider_reference": intent["id"],
             "invoice_ids": [(6, 0, invoices.ids)],
             "reference": metadata.get("reference")
-            if metadata.get("reference") and not self.sudo().search_count([("reference", "=", metadata["reference"])])
+            if metadata.get("reference")
+            and not self.sudo().search_count([("reference", "=", metadata["reference"])])
             else self.sudo()._compute_reference("stripe", invoice_ids=[(6, 0, invoices.ids)]),
         }
         return self.sudo().create(values)
@@ -952,8 +995,7 @@ class PaymentTransaction(models.Model):
         elif self.state == "error":
             title, kind = _("Payment declined"), "danger"
             message = _(
-                "%(amount)s was not charged: %(reason)s. The salesperson has an activity to "
-                "follow up.",
+                "%(amount)s was not charged: %(reason)s. The salesperson has an activity to follow up.",
                 amount=amount,
                 reason=self.crm_decline_reason or self.state_message,
             )
@@ -972,10 +1014,12 @@ class PaymentTransaction(models.Model):
     def _crm_refundable(self):
         """The paid Stripe payments among these transactions that can still be refunded."""
         return self.filtered(
-            lambda tx: tx.provider_code == "stripe"
-            and tx.state == "done"
-            and tx.operation != "refund"
-            and tx.provider_reference
-            and (tx.payment_id or not tx.is_post_processed)
-            and not tx.currency_id.is_zero(tx._crm_refundable_amount())
+            lambda tx: (
+                tx.provider_code == "stripe"
+                and tx.state == "done"
+                and tx.operation != "refund"
+                and tx.provider_reference
+                and (tx.payment_id or not tx.is_post_processed)
+                and not tx.currency_id.is_zero(tx._crm_refundable_amount())
+            )
         )

@@ -31,6 +31,7 @@ class ResCompany(models.Model):
         help="Days before a subscription renews on which its customer is reminded; 0: no reminder.",
     )
     crm_payment_deposit_percent = fields.Float(
-        string="Default Deposit (%)", default=30.0,
+        string="Default Deposit (%)",
+        default=30.0,
         help="The share of the expected revenue proposed when requesting a deposit.",
     )

@@ -2,7 +2,6 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
 from .. import utils
-
 from .crm_stripe_customer import SYNCED_PARTNER_FIELDS
 
 
@@ -19,8 +18,7 @@ class ResPartner(models.Model):
         string="Stripe Customer ID",
         compute="_compute_stripe_customer_id",
         search="_search_stripe_customer_id",
-        help="The Stripe Customer of this partner's company in the Stripe account of the current "
-        "company.",
+        help="The Stripe Customer of this partner's company in the Stripe account of the current company.",
     )
 
     crm_payment_transaction_ids = fields.Many2many(
@@ -30,21 +28,21 @@ class ResPartner(models.Model):
         groups="base.group_user",
     )
     crm_payment_count = fields.Integer(compute="_compute_crm_payment_stats", string="Payments")
-    crm_subscription_count = fields.Integer(compute="_compute_crm_subscription_count", string="Subscription Count")
-    crm_payment_failed_count = fields.Integer(
-        compute="_compute_crm_payment_stats", string="Failed Attempts"
+    crm_subscription_count = fields.Integer(
+        compute="_compute_crm_subscription_count", string="Subscription Count"
     )
+    crm_payment_failed_count = fields.Integer(compute="_compute_crm_payment_stats", string="Failed Attempts")
     crm_payment_total = fields.Monetary(
         compute="_compute_crm_payment_stats", string="Total Paid", currency_field="crm_payment_currency_id"
     )
     crm_payment_average = fields.Monetary(
-        compute="_compute_crm_payment_stats", string="Average Payment", currency_field="crm_payment_currency_id"
+        compute="_compute_crm_payment_stats",
+        string="Average Payment",
+        currency_field="crm_payment_currency_id",
     )
     crm_payment_last_date = fields.Datetime(compute="_compute_crm_payment_stats", string="Last Payment")
     crm_payment_currency_id = fields.Many2one("res.currency", compute="_compute_crm_payment_stats")
-    crm_saved_method_count = fields.Integer(
-        compute="_compute_crm_payment_stats", string="Saved Methods"
-    )
+    crm_saved_method_count = fields.Integer(compute="_compute_crm_payment_stats", string="Saved Methods")
 
     @api.depends_context("company")
     def _compute_crm_payment_stats(self):
@@ -52,16 +50,24 @@ class ResPartner(models.Model):
         refunds deducted), average, last payment, failures and saved methods."""
         company = self.env.company
         Transaction = self.env["payment.transaction"].sudo()
-        own_only = [] if self.env.user.has_group("account.group_account_invoice") else [("crm_flow", "!=", False)]
+        own_only = (
+            [] if self.env.user.has_group("account.group_account_invoice") else [("crm_flow", "!=", False)]
+        )
         for partner in self:
             commercial = partner.commercial_partner_id
             if not commercial.id:
-                partner.update({
-                    "crm_payment_transaction_ids": False, "crm_payment_count": 0,
-                    "crm_payment_failed_count": 0, "crm_payment_total": 0.0, "crm_payment_average": 0.0,
-                    "crm_payment_last_date": False, "crm_payment_currency_id": company.currency_id,
-                    "crm_saved_method_count": 0,
-                })
+                partner.update(
+                    {
+                        "crm_payment_transaction_ids": False,
+                        "crm_payment_count": 0,
+                        "crm_payment_failed_count": 0,
+                        "crm_payment_total": 0.0,
+                        "crm_payment_average": 0.0,
+                        "crm_payment_last_date": False,
+                        "crm_payment_currency_id": company.currency_id,
+                        "crm_saved_method_count": 0,
+                    }
+                )
                 continue
             txs = Transaction.search(
                 [
@@ -83,29 +89,35 @@ class ResPartner(models.Model):
                 )
 
             total = sum(to_company(tx) for tx in done)
-            partner.update({
-                "crm_payment_transaction_ids": [(6, 0, txs.ids)],
-                "crm_payment_count": len(payments),
-                "crm_payment_failed_count": len(payments.filtered(lambda tx: tx.state == "error")),
-                "crm_payment_total": total,
-                "crm_payment_average": (sum(to_company(tx) for tx in paid) / len(paid)) if paid else 0.0,
-                "crm_payment_last_date": max(paid.mapped("last_state_change")) if paid else False,
-                "crm_payment_currency_id": company.currency_id,
-                "crm_saved_method_count": len(commercial._crm_tokens(company)),
-            })
+            partner.update(
+                {
+                    "crm_payment_transaction_ids": [(6, 0, txs.ids)],
+                    "crm_payment_count": len(payments),
+                    "crm_payment_failed_count": len(payments.filtered(lambda tx: tx.state == "error")),
+                    "crm_payment_total": total,
+                    "crm_payment_average": (sum(to_company(tx) for tx in paid) / len(paid)) if paid else 0.0,
+                    "crm_payment_last_date": max(paid.mapped("last_state_change")) if paid else False,
+                    "crm_payment_currency_id": company.currency_id,
+                    "crm_saved_method_count": len(commercial._crm_tokens(company)),
+                }
+            )
 
     def _crm_tokens(self, company=None):
         """The partner's active Stripe payment methods (its company's), default first."""
         provider_sudo = self.env["payment.provider"]._crm_get_stripe_provider(company)
         if not provider_sudo:
             return self.env["payment.token"].sudo()
-        return self.env["payment.token"].sudo().search(
-            [
-                ("provider_id", "=", provider_sudo.id),
-                ("partner_id", "child_of", self.commercial_partner_id.ids),
-                ("stripe_payment_method", "!=", False),
-            ],
-            order="crm_is_default desc, id desc",
+        return (
+            self.env["payment.token"]
+            .sudo()
+            .search(
+                [
+                    ("provider_id", "=", provider_sudo.id),
+                    ("partner_id", "child_of", self.commercial_partner_id.ids),
+                    ("stripe_payment_method", "!=", False),
+                ],
+                order="crm_is_default desc, id desc",
+            )
         )
 
     def _crm_default_token(self, company=None):
@@ -173,7 +185,9 @@ class ResPartner(models.Model):
         partner = self.commercial_partner_id
         partner.check_access("read")
         if not partner.email:
-            raise UserError(_("%(partner)s has no email address: add one first.", partner=partner.display_name))
+            raise UserError(
+                _("%(partner)s has no email address: add one first.", partner=partner.display_name)
+            )
         partner._crm_send_setup_link()
         partner.sudo().message_post(
             body=_("Link to save a payment method sent to %(email)s.", email=partner.email),
@@ -184,12 +198,18 @@ class ResPartner(models.Model):
             title=_("Link sent"),
         )
 
-    def _crm_send_setup_link(self, template_xmlid="crm_payment_integration.mail_template_crm_payment_setup", company=None):
+    def _crm_send_setup_link(
+        self, template_xmlid="crm_payment_integration.mail_template_crm_payment_setup", company=None
+    ):
         """Open a setup page (Checkout in setup mode) and email it with the given template."""
         self.ensure_one()
         company = company or self.env.company
-        tx = self.env["payment.transaction"].with_company(company)._crm_create(
-            self.commercial_partner_id, 0.0, company.currency_id, "checkout", operation="validation"
+        tx = (
+            self.env["payment.transaction"]
+            .with_company(company)
+            ._crm_create(
+                self.commercial_partner_id, 0.0, company.currency_id, "checkout", operation="validation"
+            )
         )
         tx._crm_create_checkout_session()
         tx._crm_send_mail(template_xmlid)
@@ -202,7 +222,9 @@ class ResPartner(models.Model):
         partner = self.commercial_partner_id
         provider_sudo = token.provider_id.sudo()
         provider_sudo._crm_stripe_call(
-            "update_customer", token.provider_ref, {"invoice_settings": {"default_payment_method": token.stripe_payment_method}}
+            "update_customer",
+            token.provider_ref,
+            {"invoice_settings": {"default_payment_method": token.stripe_payment_method}},
         )
         binding = self.env["crm.stripe.customer"].sudo()._crm_find(partner, provider_sudo)
         if binding:
@@ -243,20 +265,22 @@ class ResPartner(models.Model):
     @api.depends("commercial_partner_id.crm_stripe_customer_ids.stripe_customer_id")
     def _compute_stripe_customer_id(self):
         provider_sudo = self.env["payment.provider"]._crm_get_stripe_provider()
-        bindings = self.env["crm.stripe.customer"].sudo().search(
-            [
-                ("partner_id", "in", self.commercial_partner_id.ids),
-                ("provider_id", "=", provider_sudo.id),
-            ]
+        bindings = (
+            self.env["crm.stripe.customer"]
+            .sudo()
+            .search(
+                [
+                    ("partner_id", "in", self.commercial_partner_id.ids),
+                    ("provider_id", "=", provider_sudo.id),
+                ]
+            )
         )
         by_partner = {binding.partner_id.id: binding.stripe_customer_id for binding in bindings}
         for partner in self:
             partner.stripe_customer_id = by_partner.get(partner.commercial_partner_id.id, False)
 
     def _search_stripe_customer_id(self, operator, value):
-        bindings = self.env["crm.stripe.customer"].sudo().search(
-            [("stripe_customer_id", operator, value)]
-        )
+        bindings = self.env["crm.stripe.customer"].sudo().search([("stripe_customer_id", operator, value)])
         return [("commercial_partner_id", "in", bindings.partner_id.ids)]
 
     def write(self, vals):
@@ -269,11 +293,15 @@ class ResPartner(models.Model):
 
     def _crm_mark_stripe_changed(self):
         """Queue the partners' new details for their Stripe customers."""
-        bindings = self.env["crm.stripe.customer"].sudo().search(
-            [
-                ("partner_id", "in", self.filtered(lambda p: p == p.commercial_partner_id).ids),
-                ("needs_push", "=", False),
-            ]
+        bindings = (
+            self.env["crm.stripe.customer"]
+            .sudo()
+            .search(
+                [
+                    ("partner_id", "in", self.filtered(lambda p: p == p.commercial_partner_id).ids),
+                    ("needs_push", "=", False),
+                ]
+            )
         )
         if bindings:
             bindings.needs_push = True

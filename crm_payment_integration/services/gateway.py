@@ -198,9 +198,7 @@ class StripeGateway:
         )
         client = cache.get(cache_key)
         if client is None:
-            client = cache[cache_key] = self._build_client(
-                stripe.RequestsClient(timeout=self.timeout)
-            )
+            client = cache[cache_key] = self._build_client(stripe.RequestsClient(timeout=self.timeout))
         return client
 
     def _build_client(self, http_client):
@@ -247,9 +245,7 @@ class StripeGateway:
     def _create(self, operation, func, *args, idempotency_key=None, **kwargs):
         if not idempotency_key:
             raise ValueError(f"stripe {operation} needs an idempotency key")
-        return self._call(
-            operation, func, *args, options={"idempotency_key": idempotency_key}, **kwargs
-        )
+        return self._call(operation, func, *args, options={"idempotency_key": idempotency_key}, **kwargs)
 
     # --- customers ------------------------------------------------------------------------
 
@@ -262,9 +258,7 @@ class StripeGateway:
         )
 
     def update_customer(self, customer_id, params):
-        return self._call(
-            "customer.update", self.client.v1.customers.update, customer_id, params=params
-        )
+        return self._call("customer.update", self.client.v1.customers.update, customer_id, params=params)
 
     def retrieve_customer(self, customer_id):
         """Return the customer, or ``None`` when it does not exist or was deleted."""
@@ -286,9 +280,7 @@ class StripeGateway:
         )
 
     def delete_customer_tax_id(self, customer_id, tax_id):
-        return self._call(
-            "tax_id.delete", self.client.v1.customers.tax_ids.delete, customer_id, tax_id
-        )
+        return self._call("tax_id.delete", self.client.v1.customers.tax_ids.delete, customer_id, tax_id)
 
     # --- payment methods ------------------------------------------------------------------
 
@@ -328,9 +320,7 @@ class StripeGateway:
         )
 
     def cancel_payment_intent(self, payment_intent_id):
-        return self._call(
-            "payment_intent.cancel", self.client.v1.payment_intents.cancel, payment_intent_id
-        )
+        return self._call("payment_intent.cancel", self.client.v1.payment_intents.cancel, payment_intent_id)
 
     def create_checkout_session(self, params, idempotency_key):
         return self._create(
@@ -355,9 +345,7 @@ class StripeGateway:
         A session that is already complete or expired is left as it is (Stripe answers 400).
         """
         try:
-            return self._call(
-                "checkout.session.expire", self.client.v1.checkout.sessions.expire, session_id
-            )
+            return self._call("checkout.session.expire", self.client.v1.checkout.sessions.expire, session_id)
         except StripeGatewayError as error:
             if error.kind in ("invalid_request", "not_found"):
                 return None
@@ -383,9 +371,7 @@ class StripeGateway:
         return self._call("charge.retrieve", self.client.v1.charges.retrieve, charge_id)
 
     def detach_payment_method(self, payment_method_id):
-        return self._call(
-            "payment_method.detach", self.client.v1.payment_methods.detach, payment_method_id
-        )
+        return self._call("payment_method.detach", self.client.v1.payment_methods.detach, payment_method_id)
 
     # --- Stripe Billing (read, and cancel from Odoo) ----------------------------------------
 
@@ -398,12 +384,12 @@ class StripeGateway:
 
     def retrieve_subscription(self, subscription_id):
         """Return the subscription, or ``None`` when it does not exist."""
-        return self._call_or_none("subscription.retrieve", self.client.v1.subscriptions.retrieve, subscription_id)
+        return self._call_or_none(
+            "subscription.retrieve", self.client.v1.subscriptions.retrieve, subscription_id
+        )
 
     def cancel_subscription(self, subscription_id):
-        return self._call(
-            "subscription.cancel", self.client.v1.subscriptions.cancel, subscription_id
-        )
+        return self._call("subscription.cancel", self.client.v1.subscriptions.cancel, subscription_id)
 
     def update_subscription(self, subscription_id, params):
         return self._call(
@@ -429,9 +415,11 @@ class StripeGateway:
         """The payments of an invoice, or the invoice payment of a PaymentIntent (since API
         2025-03-31 neither names the other). An account without the endpoint (localstripe)
         has none."""
-        params = {"invoice": invoice_id} if invoice_id else {
-            "payment": {"type": "payment_intent", "payment_intent": payment_intent_id}
-        }
+        params = (
+            {"invoice": invoice_id}
+            if invoice_id
+            else {"payment": {"type": "payment_intent", "payment_intent": payment_intent_id}}
+        )
         try:
             return self._list("invoice_payment.list", self.client.v1.invoice_payments.list, params=params)
         except StripeGatewayError as error:
@@ -440,9 +428,7 @@ class StripeGateway:
             raise
 
     def list_invoice_lines(self, invoice_id):
-        return self._list(
-            "invoice.lines", self.client.v1.invoices.line_items.list, invoice_id
-        )
+        return self._list("invoice.lines", self.client.v1.invoices.line_items.list, invoice_id)
 
     def retrieve_product(self, product_id):
         return self._call("product.retrieve", self.client.v1.products.retrieve, product_id)

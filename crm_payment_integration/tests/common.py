@@ -56,9 +56,7 @@ def localstripe_url():
 def sign_payload(payload, secret, timestamp=None):
     """Return the ``Stripe-Signature`` header Stripe would send for a payload."""
     timestamp = int(time.time()) if timestamp is None else timestamp
-    signature = hmac.new(
-        secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256
-    ).hexdigest()
+    signature = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={signature}"
 
 
@@ -110,7 +108,13 @@ class StripeHttpMock(stripe.HTTPClient):
         if answer is None and self.passthrough:
             return self.passthrough.request(method, url, headers, post_data)
         if answer is None:
-            return json.dumps({"error": {"message": "Unrecognized request URL", "type": "invalid_request_error"}}), 404, {}
+            return (
+                json.dumps(
+                    {"error": {"message": "Unrecognized request URL", "type": "invalid_request_error"}}
+                ),
+                404,
+                {},
+            )
         if callable(answer):
             answer = answer(self.requests[-1])
         status, body = answer
@@ -149,9 +153,7 @@ class CrmStripeCommon(TransactionCase):
         cls.contact = cls.env["res.partner"].create(
             {"name": "Brandon Freeman", "parent_id": cls.partner.id, "email": "brandon@example.com"}
         )
-        cls.salesman = new_test_user(
-            cls.env, login="crm_salesman", groups="sales_team.group_sale_salesman"
-        )
+        cls.salesman = new_test_user(cls.env, login="crm_salesman", groups="sales_team.group_sale_salesman")
         cls.accountant = new_test_user(
             cls.env,
             login="crm_accountant",
@@ -205,9 +207,7 @@ class CrmStripeCommon(TransactionCase):
         )
         self.gateway.client.v1.payment_methods.attach(pm.id, params={"customer": customer_id})
         if default:
-            self.gateway.update_customer(
-                customer_id, {"invoice_settings": {"default_payment_method": pm.id}}
-            )
+            self.gateway.update_customer(customer_id, {"invoice_settings": {"default_payment_method": pm.id}})
         return pm.id
 
 
@@ -276,7 +276,7 @@ class FakeCheckout(StripeHttpMock):
                 "customer": form.get("customer"),
                 "client_reference_id": form.get("client_reference_id"),
                 "metadata": {
-                    key[len("metadata["):-1]: value
+                    key[len("metadata[") : -1]: value
                     for key, value in form.items()
                     if key.startswith("metadata[")
                 },
@@ -367,7 +367,11 @@ class FakeCheckout(StripeHttpMock):
 
     def save_method(self, session_id):
         session = self.sessions[session_id]
-        session.update(status="complete", payment_status="no_payment_required", setup_intent="seti_" + os.urandom(8).hex())
+        session.update(
+            status="complete",
+            payment_status="no_payment_required",
+            setup_intent="seti_" + os.urandom(8).hex(),
+        )
         return session
 
     def expire(self, session_id):
@@ -403,7 +407,11 @@ class CrmPaymentCommon(CrmStripeCommon):
                 "partner_id": (partner or self.partner).id,
                 "currency_id": (currency or self.company.currency_id).id,
                 "invoice_line_ids": [
-                    (0, 0, {"name": "Consulting", "quantity": 1, "price_unit": amount, "tax_ids": [(6, 0, [])]})
+                    (
+                        0,
+                        0,
+                        {"name": "Consulting", "quantity": 1, "price_unit": amount, "tax_ids": [(6, 0, [])]},
+                    )
                 ],
                 **values,
             }
@@ -423,4 +431,6 @@ class CrmPaymentCommon(CrmStripeCommon):
 
     @staticmethod
     def _crm_reconciled(invoice):
-        return invoice.payment_state in ("paid", "in_payment") and invoice.currency_id.is_zero(invoice.amount_residual)
+        return invoice.payment_state in ("paid", "in_payment") and invoice.currency_id.is_zero(
+            invoice.amount_residual
+        )

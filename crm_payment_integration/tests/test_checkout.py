@@ -37,7 +37,11 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         return invoice.crm_payment_tx_id
 
     def _session_requests(self, suffix=""):
-        return [r for r in self.stripe.requests if r["method"] == "post" and r["path"] == "/v1/checkout/sessions" + suffix]
+        return [
+            r
+            for r in self.stripe.requests
+            if r["method"] == "post" and r["path"] == "/v1/checkout/sessions" + suffix
+        ]
 
     def _webhook(self, event_type, session_id):
         event = stripe_event(event_type, self.stripe.public(session_id))
@@ -53,7 +57,11 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         return Event.search([("stripe_event_id", "=", event["id"])])
 
     def _return(self, tx, session_id=None, token=None):
-        url = tx._crm_return_url() if token is None else f"/crm_payment/stripe/return?tx={tx.id}&access_token={token}"
+        url = (
+            tx._crm_return_url()
+            if token is None
+            else f"/crm_payment/stripe/return?tx={tx.id}&access_token={token}"
+        )
         url = url.replace(tx._crm_base_url(), "")
         if session_id:
             url += f"&session_id={session_id}"
@@ -68,7 +76,9 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self.assertEqual(invoice.crm_payment_url, tx.crm_checkout_url)
         self.assertTrue(invoice.crm_payment_url.startswith("https://checkout.stripe.com/"))
         session = self.stripe.sessions[tx.crm_checkout_session_id]
-        self.assertEqual((session["amount_total"], session["currency"], session["mode"]), (15000, "usd", "payment"))
+        self.assertEqual(
+            (session["amount_total"], session["currency"], session["mode"]), (15000, "usd", "payment")
+        )
         self.assertEqual(session["customer"], self.customer_id)
         self.assertEqual(session["metadata"]["reference"], tx.reference)
         query = parse_qs(urlparse(session["success_url"]).query)
@@ -85,9 +95,9 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self.assertEqual(self._send_link(invoice), tx)
         self.assertEqual(len(self._session_requests()), 1)
         # Part paid by hand: the old page is closed, a new one asks for the rest.
-        self.env["account.payment.register"].with_context(active_model="account.move", active_ids=invoice.ids).create(
-            {"amount": 50.0}
-        )._create_payments()
+        self.env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=invoice.ids
+        ).create({"amount": 50.0})._create_payments()
         new_tx = self._send_link(invoice)
         self.assertNotEqual(new_tx, tx)
         self.assertEqual(tx.state, "cancel")
@@ -103,17 +113,31 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self.assertEqual(response.status_code, 303)
         self.assertEqual(response.headers["Location"], invoice.crm_payment_url)
         # Another customer's invoice id without its token: nothing.
-        self.assertEqual(self.url_open(f"/crm_payment/stripe/pay/{invoice.id}?access_token=forged").status_code, 404)
+        self.assertEqual(
+            self.url_open(f"/crm_payment/stripe/pay/{invoice.id}?access_token=forged").status_code, 404
+        )
         self.assertEqual(self.url_open(f"/crm_payment/stripe/pay/{invoice.id}").status_code, 404)
 
     def test_salesman_without_accounting_can_send_link_from_opportunity(self):
-        lead = self.env["crm.lead"].create({
-            "name": "Office chairs", "type": "opportunity", "partner_id": self.contact.id,
-            "user_id": self.salesman.id, "expected_revenue": 1000.0,
-        })
+        lead = self.env["crm.lead"].create(
+            {
+                "name": "Office chairs",
+                "type": "opportunity",
+                "partner_id": self.contact.id,
+                "user_id": self.salesman.id,
+                "expected_revenue": 1000.0,
+            }
+        )
         action = lead.with_user(self.salesman).action_crm_request_payment()
-        wizard = self.env[action["res_model"]].with_user(self.salesman).with_context(action["context"]).create({})
-        self.assertEqual((wizard.partner_id, wizard.request_type, wizard.amount), (self.partner, "deposit", 300.0))
+        wizard = (
+            self.env[action["res_model"]]
+            .with_user(self.salesman)
+            .with_context(**action["context"])
+            .create({})
+        )
+        self.assertEqual(
+            (wizard.partner_id, wizard.request_type, wizard.amount), (self.partner, "deposit", 300.0)
+        )
         result = wizard.action_confirm()
         self.assertEqual(result["tag"], "display_notification")
         invoice = self.env["account.move"].search([("crm_lead_id", "=", lead.id)])
@@ -123,7 +147,9 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self.assertEqual(tx.crm_lead_id, lead)
         # The customer pays: invoice reconciled, opportunity won, salesperson told.
         self.stripe.pay(tx.crm_checkout_session_id)
-        self.assertEqual(self._webhook("checkout.session.completed", tx.crm_checkout_session_id).state, "done")
+        self.assertEqual(
+            self._webhook("checkout.session.completed", tx.crm_checkout_session_id).state, "done"
+        )
         self.assertTrue(self._crm_reconciled(invoice))
         self.assertTrue(lead.stage_id.is_won)
         notice = lead.message_ids.filtered(lambda m: self.salesman.partner_id in m.partner_ids)
@@ -131,16 +157,27 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         self.assertEqual(lead.crm_payment_count, 1)
         self.assertEqual(lead.crm_paid_amount, 300.0)
         # The salesperson sees the payments, but cannot refund them.
-        self.assertEqual(self.env["payment.transaction"].with_user(self.salesman).search([("crm_lead_id", "=", lead.id)]), tx)
+        self.assertEqual(
+            self.env["payment.transaction"].with_user(self.salesman).search([("crm_lead_id", "=", lead.id)]),
+            tx,
+        )
         with self.assertRaises(AccessError):
             self.env["crm.payment.refund.wizard"].with_user(self.salesman).create({"transaction_id": tx.id})
         with self.assertRaisesRegex(UserError, "Only billing users"):
-            self.env["crm.payment.refund.wizard"].create({"transaction_id": tx.id}).with_user(self.salesman).action_refund()
+            self.env["crm.payment.refund.wizard"].create({"transaction_id": tx.id}).with_user(
+                self.salesman
+            ).action_refund()
 
     def test_lead_not_won_when_setting_off(self):
         self.company.crm_payment_lead_won = False
-        lead = self.env["crm.lead"].create({"name": "Desks", "type": "opportunity", "partner_id": self.partner.id, "expected_revenue": 80.0})
-        wizard = self.env["crm.payment.request.wizard"].with_context(default_lead_id=lead.id).create({"request_type": "full"})
+        lead = self.env["crm.lead"].create(
+            {"name": "Desks", "type": "opportunity", "partner_id": self.partner.id, "expected_revenue": 80.0}
+        )
+        wizard = (
+            self.env["crm.payment.request.wizard"]
+            .with_context(default_lead_id=lead.id)
+            .create({"request_type": "full"})
+        )
         wizard.action_confirm()
         tx = self.env["account.move"].search([("crm_lead_id", "=", lead.id)]).crm_payment_tx_id
         self.stripe.pay(tx.crm_checkout_session_id)
@@ -186,7 +223,10 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         invoice = self._crm_invoice(99.0)
         tx = self._send_link(invoice)
         # The customer comes back without paying, claiming success in the URL.
-        page = self.url_open(tx._crm_return_url().replace(tx._crm_base_url(), "") + f"&session_id={tx.crm_checkout_session_id}&payment_status=paid&status=complete")
+        page = self.url_open(
+            tx._crm_return_url().replace(tx._crm_base_url(), "")
+            + f"&session_id={tx.crm_checkout_session_id}&payment_status=paid&status=complete"
+        )
         self.assertIn('data-state="pending"', page.text)
         self.assertEqual(tx.state, "draft")
         self.assertEqual(invoice.payment_state, "not_paid")
@@ -202,7 +242,9 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         # Another session id with this transaction's token: refused too.
         self.assertEqual(self._return(tx, session_id=other.crm_checkout_session_id).status_code, 404)
         self.assertEqual(self.url_open("/crm_payment/stripe/return?tx=abc").status_code, 404)
-        self.assertEqual(self.url_open(f"/crm_payment/stripe/authenticate?tx={tx.id}&access_token=x").status_code, 404)
+        self.assertEqual(
+            self.url_open(f"/crm_payment/stripe/authenticate?tx={tx.id}&access_token=x").status_code, 404
+        )
 
     def test_expired_session(self):
         invoice = self._crm_invoice(70.0)
@@ -278,15 +320,17 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         invoice = self._crm_invoice(150.0)
         tx = self._send_link(invoice)
         self.stripe.pay(tx.crm_checkout_session_id)  # paid; the webhook is not there yet
-        self.env["account.payment.register"].with_context(active_model="account.move", active_ids=invoice.ids).create(
-            {"amount": 50.0}
-        )._create_payments()
+        self.env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=invoice.ids
+        ).create({"amount": 50.0})._create_payments()
         self._send_link(invoice)  # the amount due changed: the page would be replaced
         self.assertEqual(tx.state, "done")
         self.assertEqual(tx.payment_id.amount, 150.0)
         self.assertTrue(self._crm_reconciled(invoice))
         self.assertEqual(invoice.crm_payment_tx_id, tx)  # no new page for nothing
-        credit = tx.payment_id.move_id.line_ids.filtered(lambda l: l.account_id.account_type == "asset_receivable")
+        credit = tx.payment_id.move_id.line_ids.filtered(
+            lambda line: line.account_id.account_type == "asset_receivable"
+        )
         self.assertEqual(credit.amount_residual, -50.0)  # the overpayment is the customer's credit
         self.assertEqual(len(self._session_requests()), 1)
 
@@ -295,7 +339,8 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
         tx = self._send_link(invoice)
         session = self.stripe.sessions[tx.crm_checkout_session_id]
         failed = self.stripe._intent(
-            session, "requires_payment_method",
+            session,
+            "requires_payment_method",
             error={"code": "card_declined", "decline_code": "insufficient_funds", "message": "Declined."},
         )
         event = stripe_event("payment_intent.payment_failed", failed)
@@ -312,9 +357,9 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
     def test_page_closed_when_invoice_paid_by_other_means(self):
         invoice = self._crm_invoice(60.0)
         tx = self._send_link(invoice)
-        self.env["account.payment.register"].with_context(active_model="account.move", active_ids=invoice.ids).create(
-            {}
-        )._create_payments()
+        self.env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=invoice.ids
+        ).create({})._create_payments()
         self.env["account.move"]._cron_close_paid_pages()  # woken by the invoice-paid hook
         self.assertEqual(self.stripe.sessions[tx.crm_checkout_session_id]["status"], "expired")
         self.assertEqual(tx.state, "cancel")
@@ -326,9 +371,13 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
 
     def test_setup_link_saves_a_card(self):
         self.partner.with_user(self.salesman).action_crm_send_setup_link()
-        tx = self.env["payment.transaction"].search([("partner_id", "=", self.partner.id), ("operation", "=", "validation")])
+        tx = self.env["payment.transaction"].search(
+            [("partner_id", "=", self.partner.id), ("operation", "=", "validation")]
+        )
         session = self.stripe.sessions[tx.crm_checkout_session_id]
-        self.assertEqual((session["mode"], session["currency"], session["customer"]), ("setup", "usd", self.customer_id))
+        self.assertEqual(
+            (session["mode"], session["currency"], session["customer"]), ("setup", "usd", self.customer_id)
+        )
         mail = self.env["mail.mail"].search([("model", "=", "payment.transaction"), ("res_id", "=", tx.id)])
         self.assertIn(tx.crm_checkout_url, mail.body_html)
         # The customer saves a card on the page (localstripe holds it), Stripe says so.

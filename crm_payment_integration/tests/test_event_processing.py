@@ -82,7 +82,9 @@ class TestEventProcessing(CrmStripeCommon):
     def test_reprocess_several_from_the_list(self):
         events = self.Event
         for i in range(3):
-            events |= self._ingest(stripe_event("customer.updated", {"id": f"cus_r{i}", "object": "customer"}))
+            events |= self._ingest(
+                stripe_event("customer.updated", {"id": f"cus_r{i}", "object": "customer"})
+            )
         events.with_user(self.accountant).action_crm_reprocess()
         self.assertEqual(set(events.mapped("state")), {"done"})
         self.assertEqual(events.mapped("attempts"), [1, 1, 1])
@@ -143,7 +145,9 @@ class TestEventProcessing(CrmStripeCommon):
 
     def test_failure_is_retried_with_growing_delays_then_failed_with_activity(self):
         self.partner.action_crm_stripe_sync()
-        event = self._ingest(stripe_event("customer.updated", {"id": self.partner.stripe_customer_id, "object": "customer"}))
+        event = self._ingest(
+            stripe_event("customer.updated", {"id": self.partner.stripe_customer_id, "object": "customer"})
+        )
         self.provider.crm_api_base = "http://127.0.0.1:9"  # Stripe unreachable
         now = fields.Datetime.now()
         for attempt, delay in enumerate(EVENT_RETRY_DELAYS, start=1):
@@ -177,7 +181,9 @@ class TestEventProcessing(CrmStripeCommon):
     def test_cron_drains_the_ledger(self):
         events = self.Event
         for i in range(5):
-            events |= self._ingest(stripe_event("customer.updated", {"id": f"cus_none{i}", "object": "customer"}))
+            events |= self._ingest(
+                stripe_event("customer.updated", {"id": f"cus_none{i}", "object": "customer"})
+            )
         self.assertEqual(self.Event._cron_process_events(), 5)
         self.assertEqual(set(events.mapped("state")), {"done"})
 

@@ -59,13 +59,20 @@ class TestErrorClassification(unittest.TestCase):
             (stripe.AuthenticationError("Invalid API Key provided", http_status=401), "authentication"),
             (stripe.PermissionError("no", http_status=403), "permission"),
             (
-                stripe.InvalidRequestError("No such customer: 'cus_x'", "id", code="resource_missing", http_status=404),
+                stripe.InvalidRequestError(
+                    "No such customer: 'cus_x'", "id", code="resource_missing", http_status=404
+                ),
                 "not_found",
             ),
             (stripe.InvalidRequestError("Invalid email", "email", http_status=400), "invalid_request"),
             (stripe.RateLimitError("Too many requests", http_status=429), "rate_limited"),
             (stripe.APIConnectionError("Connection refused"), "network"),
-            (stripe.IdempotencyError("Keys for idempotent requests can only be used with the same parameters"), "idempotency"),
+            (
+                stripe.IdempotencyError(
+                    "Keys for idempotent requests can only be used with the same parameters"
+                ),
+                "idempotency",
+            ),
             (stripe.APIError("Server error", http_status=500), "api"),
         ]
         for error, kind in cases:
@@ -118,7 +125,13 @@ class TestGatewayRequests(unittest.TestCase):
                 ("get", "/v1/customers/cus_deleted"): (200, stripe_fixture("deleted_customer")),
                 ("get", "/v1/customers/cus_missing"): (
                     404,
-                    {"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such customer: 'cus_missing'"}},
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "resource_missing",
+                            "message": "No such customer: 'cus_missing'",
+                        }
+                    },
                 ),
             }
         )
@@ -131,7 +144,12 @@ class TestGatewayRequests(unittest.TestCase):
 
         def answer(request):
             if "starting_after" in request["url"]:
-                return 200, {"object": "list", "data": [second], "has_more": False, "url": "/v1/payment_methods"}
+                return 200, {
+                    "object": "list",
+                    "data": [second],
+                    "has_more": False,
+                    "url": "/v1/payment_methods",
+                }
             return 200, {"object": "list", "data": [first], "has_more": True, "url": "/v1/payment_methods"}
 
         gateway, mock = self._gateway({("get", "/v1/payment_methods"): answer})
@@ -144,7 +162,12 @@ class TestGatewayRequests(unittest.TestCase):
             {
                 ("get", "/v1/customers/cus_1"): (
                     401,
-                    {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_***123"}},
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "message": "Invalid API Key provided: sk_test_***123",
+                        }
+                    },
                 )
             }
         )

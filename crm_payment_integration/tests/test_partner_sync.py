@@ -28,7 +28,10 @@ class TestPartnerSync(CrmStripeCommon):
         self.contact.action_crm_stripe_sync()
         self.assertEqual(self.contact.stripe_customer_id, customer_id)
         self.assertEqual(len(self.partner.crm_stripe_customer_ids), 1)
-        self.assertEqual(self.env["res.partner"].search([("stripe_customer_id", "=", customer_id)]), self.partner | self.contact)
+        self.assertEqual(
+            self.env["res.partner"].search([("stripe_customer_id", "=", customer_id)]),
+            self.partner | self.contact,
+        )
 
     def test_contact_sync_creates_the_company_customer(self):
         self.contact.action_crm_stripe_sync()
@@ -84,7 +87,17 @@ class TestPartnerSync(CrmStripeCommon):
         customer_id = self.partner.stripe_customer_id
         self.gateway.update_customer(
             customer_id,
-            {"email": "ap@azure.example.com", "phone": "+1 555 0100", "address": {"line1": "1 Market St", "city": "San Francisco", "postal_code": "94105", "country": "US", "state": "CA"}},
+            {
+                "email": "ap@azure.example.com",
+                "phone": "+1 555 0100",
+                "address": {
+                    "line1": "1 Market St",
+                    "city": "San Francisco",
+                    "postal_code": "94105",
+                    "country": "US",
+                    "state": "CA",
+                },
+            },
         )
         self.partner.action_crm_stripe_sync()
         self.assertEqual(self.partner.email, "ap@azure.example.com")
@@ -144,7 +157,9 @@ class TestPartnerSync(CrmStripeCommon):
         self.assertFalse(self.partner.payment_token_ids)
 
     def test_vat_number_becomes_tax_id(self):
-        self.partner.write({"country_id": self.env.ref("base.be").id, "state_id": False, "vat": "BE0477472701"})
+        self.partner.write(
+            {"country_id": self.env.ref("base.be").id, "state_id": False, "vat": "BE0477472701"}
+        )
         self.partner.action_crm_stripe_sync()
         tax_ids = self.gateway.list_customer_tax_ids(self.partner.stripe_customer_id)
         self.assertEqual([(t["type"], t["value"]) for t in tax_ids], [("eu_vat", "BE0477472701")])
@@ -160,7 +175,9 @@ class TestPartnerSync(CrmStripeCommon):
         self.assertTrue(any(old_id in body for body in self.partner.message_ids.mapped("body")))
 
     def test_merge_keeps_one_customer(self):
-        other = self.env["res.partner"].create({"name": "Azure Interior (dup)", "is_company": True, "email": "azure@example.com"})
+        other = self.env["res.partner"].create(
+            {"name": "Azure Interior (dup)", "is_company": True, "email": "azure@example.com"}
+        )
         self.partner.action_crm_stripe_sync()
         other.action_crm_stripe_sync()
         kept_id = self.partner.stripe_customer_id

@@ -25,10 +25,19 @@ class IdempotentLocalstripe(StripeHttpMock):
         if method == "post" and key in self.answers:
             first_data, answer = self.answers[key]
             if first_data != post_data:  # as Stripe: a key is for one set of parameters
-                return json.dumps({"error": {
-                    "type": "idempotency_error",
-                    "message": "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-                }}), 400, {}
+                return (
+                    json.dumps(
+                        {
+                            "error": {
+                                "type": "idempotency_error",
+                                "message": "Keys for idempotent requests can only be used with the same "
+                                "parameters they were first used with.",
+                            }
+                        }
+                    ),
+                    400,
+                    {},
+                )
             return answer
         answer = self.passthrough.request(method, url, headers, post_data)
         if method == "post" and key:
@@ -44,14 +53,22 @@ class TestOffSessionPayments(CrmPaymentCommon):
     def _intents(self, invoice):
         """The PaymentIntents localstripe holds for an invoice of this test."""
         return [
-            pi for pi in map(lambda obj: obj.to_dict(), self.gateway.client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter())
-            if pi["customer"] == self.customer_id and pi["metadata"].get("odoo_invoice_ids") == str(invoice.id)
+            pi
+            for pi in map(
+                lambda obj: obj.to_dict(),
+                self.gateway.client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter(),
+            )
+            if pi["customer"] == self.customer_id
+            and pi["metadata"].get("odoo_invoice_ids") == str(invoice.id)
             and pi["id"] not in self.intents_before
         ]
 
     def setUp(self):
         super().setUp()
-        self.intents_before = {pi["id"] for pi in self.gateway.client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()}
+        self.intents_before = {
+            pi["id"]
+            for pi in self.gateway.client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+        }
 
     def _deliver(self, event):
         Event = self.env["crm.payment.event"]
@@ -111,7 +128,11 @@ class TestOffSessionPayments(CrmPaymentCommon):
             # And a third click once paid is refused.
             with self.assertRaisesRegex(UserError, "nothing left to pay"):
                 invoice.with_user(self.accountant).action_crm_charge_saved_method()
-        keys = [r["headers"].get("Idempotency-Key") for r in http.requests if "/v1/payment_intents" in r["url"] and r["method"] == "post"]
+        keys = [
+            r["headers"].get("Idempotency-Key")
+            for r in http.requests
+            if "/v1/payment_intents" in r["url"] and r["method"] == "post"
+        ]
         self.assertEqual(len(keys), 2)
         self.assertEqual(keys[0], keys[1])
         self.assertEqual(len(self._intents(invoice)), 1)
@@ -142,7 +163,7 @@ class TestOffSessionPayments(CrmPaymentCommon):
         self.assertTrue(tx.crm_action_requested)
         mail = self.env["mail.mail"].search([("model", "=", "payment.transaction"), ("res_id", "=", tx.id)])
         self.assertIn("confirm your payment", mail.subject)
-        self.assertIn("/crm_payment/stripe/authenticate?tx=%s" % tx.id, mail.body_html)
+        self.assertIn(f"/crm_payment/stripe/authenticate?tx={tx.id}", mail.body_html)
         # The customer authenticates on the page (localstripe's stand-in for Stripe.js).
         intent = self.gateway.retrieve_payment_intent(tx.provider_reference)
         stripe.RequestsClient().request(
@@ -164,15 +185,22 @@ class TestOffSessionPayments(CrmPaymentCommon):
 
         def pending_charge(amount):
             invoice = self._crm_invoice(amount)
-            tx = Transaction._crm_create(self.partner, amount, invoice.currency_id, "off_session", invoices=invoice, token=token)
+            tx = Transaction._crm_create(
+                self.partner, amount, invoice.currency_id, "off_session", invoices=invoice, token=token
+            )
             tx.provider_reference = "pi_burst" + str(tx.id)
             tx._set_pending()
             intent = stripe_fixture("payment_intent")
             minor = tx._crm_minor_amount()
             intent.update(
-                id=tx.provider_reference, amount=minor, amount_received=minor,
-                currency="usd", status="succeeded", customer=self.customer_id,
-                metadata={"reference": tx.reference}, last_payment_error=None,
+                id=tx.provider_reference,
+                amount=minor,
+                amount_received=minor,
+                currency="usd",
+                status="succeeded",
+                customer=self.customer_id,
+                metadata={"reference": tx.reference},
+                last_payment_error=None,
             )
             return invoice, stripe_event("payment_intent.succeeded", intent)
 
@@ -196,7 +224,9 @@ class TestOffSessionPayments(CrmPaymentCommon):
         invoice.with_user(self.accountant).action_crm_charge_saved_method()
         tx = invoice.transaction_ids
         self.gateway.client.v1.payment_intents.cancel(tx.provider_reference)
-        event = stripe_event("payment_intent.canceled", self.gateway.retrieve_payment_intent(tx.provider_reference))
+        event = stripe_event(
+            "payment_intent.canceled", self.gateway.retrieve_payment_intent(tx.provider_reference)
+        )
         self.assertEqual(self._deliver(event).state, "done")
         self.assertEqual(tx.state, "cancel")
         self.assertEqual(invoice.payment_state, "not_paid")
@@ -209,10 +239,21 @@ class TestOffSessionPayments(CrmPaymentCommon):
         token = self._crm_save_card()
         invoice = self._crm_invoice(64.0)
         intent = stripe_fixture("payment_intent")
-        intent.update(id="pi_auth", status="requires_payment_method", client_secret="pi_auth_secret",
-                      last_payment_error={"code": "authentication_required", "decline_code": "authentication_required"})
-        error = {"error": {"type": "card_error", "code": "authentication_required", "decline_code": "authentication_required",
-                           "message": "This payment requires authentication.", "payment_intent": intent}}
+        intent.update(
+            id="pi_auth",
+            status="requires_payment_method",
+            client_secret="pi_auth_secret",
+            last_payment_error={"code": "authentication_required", "decline_code": "authentication_required"},
+        )
+        error = {
+            "error": {
+                "type": "card_error",
+                "code": "authentication_required",
+                "decline_code": "authentication_required",
+                "message": "This payment requires authentication.",
+                "payment_intent": intent,
+            }
+        }
         http = StripeHttpMock({("post", "/v1/payment_intents"): (402, error)}, passthrough=True)
         with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
             action = invoice.with_user(self.accountant).action_crm_charge_saved_method()
@@ -224,21 +265,43 @@ class TestOffSessionPayments(CrmPaymentCommon):
         # Stripe's payment_intent.payment_failed about it does not turn it into a decline.
         http = StripeHttpMock({("get", "/v1/payment_intents/pi_auth"): (200, intent)}, passthrough=True)
         with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
-            self.assertEqual(self._deliver(stripe_event("payment_intent.payment_failed", intent)).state, "done")
+            self.assertEqual(
+                self._deliver(stripe_event("payment_intent.payment_failed", intent)).state, "done"
+            )
         self.assertEqual(tx.state, "pending")
         self.assertFalse(tx.crm_decline_code)
 
     def test_odoo_own_stripe_payments_left_to_odoo(self):
         invoice = self._crm_invoice(20.0)
-        card = self.env["payment.method"].with_context(active_test=False).search([("code", "=", "card")], limit=1)
-        own = self.env["payment.transaction"].create({
-            "provider_id": self.provider.id, "payment_method_id": card.id, "partner_id": self.partner.id,
-            "amount": 20.0, "currency_id": invoice.currency_id.id, "reference": "ODOO-OWN-1",
-            "invoice_ids": [(6, 0, invoice.ids)], "state": "pending",
-        })
+        card = (
+            self.env["payment.method"]
+            .with_context(active_test=False)
+            .search([("code", "=", "card")], limit=1)
+        )
+        own = self.env["payment.transaction"].create(
+            {
+                "provider_id": self.provider.id,
+                "payment_method_id": card.id,
+                "partner_id": self.partner.id,
+                "amount": 20.0,
+                "currency_id": invoice.currency_id.id,
+                "reference": "ODOO-OWN-1",
+                "invoice_ids": [(6, 0, invoice.ids)],
+                "state": "pending",
+            }
+        )
         intent = stripe_fixture("payment_intent")
-        intent.update(id="pi_own", status="succeeded", amount=2000, amount_received=2000, currency="usd",
-                      customer=self.customer_id, description="ODOO-OWN-1", metadata={}, invoice=None)
+        intent.update(
+            id="pi_own",
+            status="succeeded",
+            amount=2000,
+            amount_received=2000,
+            currency="usd",
+            customer=self.customer_id,
+            description="ODOO-OWN-1",
+            metadata={},
+            invoice=None,
+        )
         self.assertIn("Odoo's own", self._deliver(stripe_event("payment_intent.succeeded", intent)).result)
         self.assertEqual(own.state, "pending")
         # An Odoo payment whose transaction is not committed yet: retried, never duplicated.
@@ -263,15 +326,20 @@ class TestOffSessionPayments(CrmPaymentCommon):
 
     def test_free_amount_charge_from_partner(self):
         token = self._crm_save_card()
-        wizard = self.env["crm.payment.charge.wizard"].with_user(self.accountant).with_context(
-            **self.partner.with_user(self.accountant).action_crm_charge()["context"]
-        ).create({"amount": 75.0, "reason": "Setup fee"})
+        wizard = (
+            self.env["crm.payment.charge.wizard"]
+            .with_user(self.accountant)
+            .with_context(**self.partner.with_user(self.accountant).action_crm_charge()["context"])
+            .create({"amount": 75.0, "reason": "Setup fee"})
+        )
         self.assertEqual(wizard.token_id, token)
         wizard.action_charge()
         tx = self.partner.crm_payment_transaction_ids
         self.assertEqual((tx.state, tx.crm_reason, tx.amount), ("done", "Setup fee", 75.0))
         self.assertIn(tx.payment_id.state, ("in_process", "paid"))
-        receivable = tx.payment_id.move_id.line_ids.filtered(lambda l: l.account_id.account_type == "asset_receivable")
+        receivable = tx.payment_id.move_id.line_ids.filtered(
+            lambda line: line.account_id.account_type == "asset_receivable"
+        )
         self.assertEqual(receivable.balance, -75.0)  # a credit the partner can use: visible, not lost
         self.assertFalse(receivable.reconciled)
         self.partner.invalidate_recordset()
@@ -293,7 +361,12 @@ class TestRefunds(CrmPaymentCommon):
 
     def _refund(self, invoice, amount):
         action = invoice.with_user(self.accountant).action_crm_refund()
-        wizard = self.env["crm.payment.refund.wizard"].with_user(self.accountant).with_context(**action["context"]).create({})
+        wizard = (
+            self.env["crm.payment.refund.wizard"]
+            .with_user(self.accountant)
+            .with_context(**action["context"])
+            .create({})
+        )
         wizard.amount = amount
         return wizard.action_refund()
 
@@ -320,11 +393,15 @@ class TestRefunds(CrmPaymentCommon):
     def test_partial_refund_with_taxes_rounds_to_the_cent(self):
         tax = self.env["account.tax"].create({"name": "VAT 21", "amount": 21.0, "type_tax_use": "sale"})
         self._crm_save_card()
-        invoice = self.env["account.move"].create({
-            "move_type": "out_invoice",
-            "partner_id": self.partner.id,
-            "invoice_line_ids": [(0, 0, {"name": "A", "quantity": 3, "price_unit": 33.33, "tax_ids": [(6, 0, tax.ids)]})],
-        })
+        invoice = self.env["account.move"].create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": self.partner.id,
+                "invoice_line_ids": [
+                    (0, 0, {"name": "A", "quantity": 3, "price_unit": 33.33, "tax_ids": [(6, 0, tax.ids)]})
+                ],
+            }
+        )
         invoice.action_post()
         invoice.with_user(self.accountant).action_crm_charge_saved_method()
         self._refund(invoice, 10.01)
@@ -367,8 +444,13 @@ class TestRefunds(CrmPaymentCommon):
         charge = stripe_fixture("charge")
         latest_charge = intent["latest_charge"]
         charge.update(
-            id=latest_charge["id"] if isinstance(latest_charge, dict) else latest_charge, payment_intent=intent["id"], amount=9000,
-            amount_refunded=9000, refunded=True, currency="usd", customer=self.customer_id,
+            id=latest_charge["id"] if isinstance(latest_charge, dict) else latest_charge,
+            payment_intent=intent["id"],
+            amount=9000,
+            amount_refunded=9000,
+            refunded=True,
+            currency="usd",
+            customer=self.customer_id,
         )
         event = stripe_event("charge.refunded", charge)
         Event = self.env["crm.payment.event"]
@@ -377,7 +459,9 @@ class TestRefunds(CrmPaymentCommon):
         stored = Event.search([("stripe_event_id", "=", event["id"])])
         self.assertEqual(stored.state, "done", stored.last_error)
         refund_tx = tx.child_transaction_ids
-        self.assertEqual((refund_tx.provider_reference, refund_tx.state, refund_tx.amount), (refund["id"], "done", -90.0))
+        self.assertEqual(
+            (refund_tx.provider_reference, refund_tx.state, refund_tx.amount), (refund["id"], "done", -90.0)
+        )
         credit_note = refund_tx.invoice_ids
         self.assertEqual(credit_note.amount_total, 90.0)
         self.assertEqual(credit_note.payment_state, "paid")
@@ -394,13 +478,19 @@ class TestCurrencies(CrmPaymentCommon):
     """Zero-, two- and three-decimal currencies, paid in part and in full."""
 
     def _charge(self, invoice, amount=None):
-        wizard = self.env["crm.payment.charge.wizard"].with_user(self.accountant).create({
-            "partner_id": self.partner.id,
-            "invoice_id": invoice.id,
-            "amount": amount if amount is not None else invoice.amount_residual,
-            "currency_id": invoice.currency_id.id,
-            "reason": "Instalment",
-        })
+        wizard = (
+            self.env["crm.payment.charge.wizard"]
+            .with_user(self.accountant)
+            .create(
+                {
+                    "partner_id": self.partner.id,
+                    "invoice_id": invoice.id,
+                    "amount": amount if amount is not None else invoice.amount_residual,
+                    "currency_id": invoice.currency_id.id,
+                    "reason": "Instalment",
+                }
+            )
+        )
         wizard.action_charge()
         return invoice.transaction_ids.sorted("id")[-1]
 

@@ -61,7 +61,11 @@ class TestProviderSettings(CrmStripeCommon):
         methods = [(r["method"], r["path"]) for r in mock.requests]
         self.assertEqual(
             methods,
-            [("post", "/v1/webhook_endpoints"), ("post", "/v1/webhook_endpoints"), ("delete", "/v1/webhook_endpoints/we_1")],
+            [
+                ("post", "/v1/webhook_endpoints"),
+                ("post", "/v1/webhook_endpoints"),
+                ("delete", "/v1/webhook_endpoints/we_1"),
+            ],
         )
         keys = [r["headers"]["Idempotency-Key"] for r in mock.requests if r["method"] == "post"]
         self.assertNotEqual(keys[0], keys[1], "a new registration is not Stripe's cached answer")

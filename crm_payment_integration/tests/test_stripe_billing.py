@@ -1,7 +1,7 @@
 import json
 import os
 import time
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from unittest.mock import patch
 
 from dateutil.relativedelta import relativedelta
@@ -28,7 +28,9 @@ class StripeBillingCommon(CrmPaymentCommon):
         self._crm_attach_card(customer.id, number=card)
         return customer.id
 
-    def _stripe_subscription(self, customer_id=None, amount=1500, quantity=2, currency="eur", interval="month"):
+    def _stripe_subscription(
+        self, customer_id=None, amount=1500, quantity=2, currency="eur", interval="month"
+    ):
         customer_id = customer_id or self._stripe_customer()
         plan = self.gateway.client.v1.plans.create(
             params={
@@ -63,7 +65,9 @@ class TestStripeBillingImport(StripeBillingCommon):
         self.assertEqual((mirror.managed_by, mirror.state), ("stripe", "active"))
         self.assertEqual(mirror.partner_id.name, "Stripe First Ltd")
         self.assertEqual(mirror.partner_id.email, self.gateway.retrieve_customer(remote["customer"])["email"])
-        self.assertEqual(mirror.partner_id.payment_token_ids.payment_details, "4242", "the customer's card came along")
+        self.assertEqual(
+            mirror.partner_id.payment_token_ids.payment_details, "4242", "the customer's card came along"
+        )
         self.assertEqual(mirror.currency_id.name, "EUR")
         self.assertEqual((mirror.interval_number, mirror.interval_unit), (1, "month"))
         self.assertTrue(mirror.line_ids.product_id.name.startswith("Pro plan"))
@@ -73,7 +77,9 @@ class TestStripeBillingImport(StripeBillingCommon):
         self.assertGreater(mirror.mrr, 0.0)
         invoice = mirror.invoice_ids
         self.assertEqual(len(invoice), 1)
-        self.assertEqual((invoice.state, invoice.amount_total, invoice.currency_id.name), ("posted", 30.0, "EUR"))
+        self.assertEqual(
+            (invoice.state, invoice.amount_total, invoice.currency_id.name), ("posted", 30.0, "EUR")
+        )
         self.assertEqual(invoice.crm_stripe_invoice_id, remote["latest_invoice"])
         self.assertTrue(self._crm_reconciled(invoice), "paid in Stripe, paid in Odoo")
         tx = invoice.transaction_ids
@@ -93,20 +99,30 @@ class TestStripeBillingImport(StripeBillingCommon):
         self.assertEqual(len(self._mirror(remote)), 1)
         self.assertEqual(len(mirror.invoice_ids), 1)
         self.assertEqual(
-            self.env["payment.transaction"].search_count([("provider_reference", "=", tx.provider_reference)]), 1
+            self.env["payment.transaction"].search_count(
+                [("provider_reference", "=", tx.provider_reference)]
+            ),
+            1,
         )
         self.assertEqual(len(invoice.line_ids.matched_credit_ids | invoice.line_ids.matched_debit_ids), 1)
 
     def test_import_links_an_existing_partner_by_email(self):
         existing = self.env["res.partner"].create(
-            {"name": "Azure Billing", "email": "Azure-Billing@example.com", "is_company": True, "city": "Fremont"}
+            {
+                "name": "Azure Billing",
+                "email": "Azure-Billing@example.com",
+                "is_company": True,
+                "city": "Fremont",
+            }
         )
         customer_id = self._stripe_customer(name="Azure (Stripe)", email="azure-billing@example.com")
         remote = self._stripe_subscription(customer_id=customer_id)
         self._import()
         mirror = self._mirror(remote)
         self.assertEqual(mirror.partner_id, existing)
-        self.assertEqual((existing.name, existing.city), ("Azure Billing", "Fremont"), "Odoo's details are kept")
+        self.assertEqual(
+            (existing.name, existing.city), ("Azure Billing", "Fremont"), "Odoo's details are kept"
+        )
         self.assertEqual(existing.payment_token_ids.payment_details, "4242")
         # Choosing the default card (Stripe Billing charges the customer's default) leaves the
         # mirror alone.
@@ -116,8 +132,12 @@ class TestStripeBillingImport(StripeBillingCommon):
         # look-alike address (no wildcard matching).
         self.env["res.partner"].create({"name": "Jo", "email": "jo@example.com", "parent_id": existing.id})
         self.env["res.partner"].create({"name": "Look-alike", "email": "a_b@example.com", "is_company": True})
-        remote = self._stripe_subscription(customer_id=self._stripe_customer(name="Jo Stripe", email="jo@example.com"))
-        other = self._stripe_subscription(customer_id=self._stripe_customer(name="AXB", email="axb@example.com"))
+        remote = self._stripe_subscription(
+            customer_id=self._stripe_customer(name="Jo Stripe", email="jo@example.com")
+        )
+        other = self._stripe_subscription(
+            customer_id=self._stripe_customer(name="AXB", email="axb@example.com")
+        )
         self._import()
         self.assertEqual(self._mirror(remote).partner_id.name, "Jo Stripe")
         self.assertEqual(self._mirror(other).partner_id.name, "AXB")
@@ -138,11 +158,17 @@ class TestStripeBillingImport(StripeBillingCommon):
             as_accountant.write({"managed_by": "odoo"})
         with self.assertRaisesRegex(UserError, "come from Stripe"):
             self.env["crm.subscription"].with_user(self.accountant).create(
-                {"partner_id": self.partner.id, "managed_by": "stripe", "stripe_subscription_id": "sub_forged"}
+                {
+                    "partner_id": self.partner.id,
+                    "managed_by": "stripe",
+                    "stripe_subscription_id": "sub_forged",
+                }
             )
         as_accountant.user_id = self.salesman  # who follows it up stays editable
         # The Odoo billing run leaves it to Stripe.
-        self.assertEqual(self.env["crm.subscription"]._cron_bill(now=mirror.next_invoice_date + relativedelta(days=1)), 0)
+        self.assertEqual(
+            self.env["crm.subscription"]._cron_bill(now=mirror.next_invoice_date + relativedelta(days=1)), 0
+        )
         self.assertEqual(len(mirror.invoice_ids), 1)
         mirror.action_cancel_at_period_end("thinking about it")
         self.assertTrue(self.gateway.retrieve_subscription(remote["id"])["cancel_at_period_end"])
@@ -205,14 +231,18 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
             with self.registry.test_lock:
                 self.env.invalidate_all()
                 events = Event.search([("event_type", "in", event_types)])
-                if set(event_types) <= set(events.mapped("event_type")) and subscription_id in events.mapped("object_id"):
+                if set(event_types) <= set(events.mapped("event_type")) and subscription_id in events.mapped(
+                    "object_id"
+                ):
                     return events
         self.fail(f"localstripe did not deliver {event_types}")
 
     def test_subscription_created_in_stripe_arrives_by_webhook_then_renews(self):
         self._crm_listen_to_localstripe()
         remote = self._stripe_subscription()
-        self._wait_for_localstripe(remote["id"], ["customer.subscription.created", "invoice.payment_succeeded"])
+        self._wait_for_localstripe(
+            remote["id"], ["customer.subscription.created", "invoice.payment_succeeded"]
+        )
         with self.registry.test_lock:
             self.env["crm.payment.event"]._crm_process_due()
             mirror = self._mirror(remote)
@@ -235,7 +265,9 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
             self.env["crm.payment.event"]._crm_process_due()
             stored = self.env["crm.payment.event"].search([("stripe_event_id", "=", paid_intent["id"])])
             self.assertIn("Stripe Billing", stored.result)
-            self.assertFalse(self.env["payment.transaction"].search([("provider_reference", "=", intent["id"])]))
+            self.assertFalse(
+                self.env["payment.transaction"].search([("provider_reference", "=", intent["id"])])
+            )
             event = stripe_event("invoice.paid", renewal)
             self._post_event(event)
             self._post_event(event)  # Stripe delivers it again
@@ -247,11 +279,15 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
         second = invoices[1]
         self.assertEqual(second.crm_stripe_invoice_id, renewal["id"])
         self.assertEqual(second.crm_period_start, _day(renewal["lines"]["data"][0]["period"]["start"]))
-        self.assertEqual(second.crm_period_end, _day(renewal["lines"]["data"][0]["period"]["end"]) - relativedelta(days=1))
+        self.assertEqual(
+            second.crm_period_end, _day(renewal["lines"]["data"][0]["period"]["end"]) - relativedelta(days=1)
+        )
         self.assertEqual(second.amount_total, 30.0)
         self.assertTrue(self._crm_reconciled(second))
         self.assertEqual(second.transaction_ids.provider_reference, intent["id"])
-        self.assertEqual(self.env["payment.transaction"].search_count([("provider_reference", "=", intent["id"])]), 1)
+        self.assertEqual(
+            self.env["payment.transaction"].search_count([("provider_reference", "=", intent["id"])]), 1
+        )
         self.assertEqual(mirror.next_invoice_date, _day(renewed["items"]["data"][0]["current_period_end"]))
         self.assertEqual(mirror.state, "active")
 
@@ -271,7 +307,9 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
             self.assertEqual(mirror.mrr > 0, True, "past due still counts")
 
             renewal["status"] = "void"
-            renewed.update({"status": "canceled", "ended_at": renewed["items"]["data"][0]["current_period_start"]})
+            renewed.update(
+                {"status": "canceled", "ended_at": renewed["items"]["data"][0]["current_period_start"]}
+            )
             self._post_event(stripe_event("invoice.voided", renewal))
             self._post_event(stripe_event("customer.subscription.deleted", renewed))
             self.env["crm.payment.event"]._crm_process_due()
@@ -283,7 +321,9 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
     def _renewal(self, remote, status, subscription_status="active"):
         """The next period's invoice, its payment and the subscription, in Stripe's current shape."""
         period_start = remote["current_period_end"]
-        period_end = int((datetime.fromtimestamp(period_start, tz=timezone.utc) + relativedelta(months=1)).timestamp())
+        period_end = int(
+            (datetime.fromtimestamp(period_start, tz=timezone.utc) + relativedelta(months=1)).timestamp()
+        )
         item = remote["items"]["data"][0]
         intent = stripe_fixture("payment_intent")
         intent.update(
@@ -307,7 +347,11 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
                 "description": f"2 × {item['plan']['product']}",
                 "quantity": 2,
                 "period": {"start": period_start, "end": period_end},
-                "pricing": {"type": "price_details", "price_details": {"price": item["plan"]["id"], "product": item["plan"]["product"]}, "unit_amount_decimal": "1500"},
+                "pricing": {
+                    "type": "price_details",
+                    "price_details": {"price": item["plan"]["id"], "product": item["plan"]["product"]},
+                    "unit_amount_decimal": "1500",
+                },
             }
         )
         # A change made last period, prorated on this invoice: lines of their own periods.
@@ -323,14 +367,22 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
                     "period": {"start": remote["current_period_start"] + 86400 * 10, "end": period_start},
                     "parent": {
                         "type": "subscription_item_details",
-                        "subscription_item_details": {"proration": True, "subscription": remote["id"], "subscription_item": item["id"]},
+                        "subscription_item_details": {
+                            "proration": True,
+                            "subscription": remote["id"],
+                            "subscription_item": item["id"],
+                        },
                     },
                 }
             )
             prorations.append(proration)
         line["parent"] = {
             "type": "subscription_item_details",
-            "subscription_item_details": {"proration": False, "subscription": remote["id"], "subscription_item": item["id"]},
+            "subscription_item_details": {
+                "proration": False,
+                "subscription": remote["id"],
+                "subscription_item": item["id"],
+            },
         }
         invoice.update(
             {
@@ -349,7 +401,10 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
                 "amount_due": 3000,
                 "amount_paid": 3000 if status == "paid" else 0,
                 "lines": {"object": "list", "data": [line, *prorations], "has_more": False},
-                "parent": {"type": "subscription_details", "subscription_details": {"subscription": remote["id"], "metadata": {}}},
+                "parent": {
+                    "type": "subscription_details",
+                    "subscription_details": {"subscription": remote["id"], "metadata": {}},
+                },
             }
         )
         invoice.pop("subscription", None)
@@ -369,7 +424,9 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
         renewed = json.loads(json.dumps(remote))
         renewed["status"] = subscription_status
         renewed["latest_invoice"] = invoice["id"]
-        renewed["items"]["data"][0].update({"current_period_start": period_start, "current_period_end": period_end})
+        renewed["items"]["data"][0].update(
+            {"current_period_start": period_start, "current_period_end": period_end}
+        )
         renewed.pop("current_period_start", None)
         renewed.pop("current_period_end", None)
         return invoice, renewed, intent

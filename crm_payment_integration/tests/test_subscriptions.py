@@ -21,7 +21,9 @@ class TestSubscriptionBilling(CrmPaymentCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.product = cls.env["product.product"].create({"name": "Support plan", "type": "service", "list_price": 100.0})
+        cls.product = cls.env["product.product"].create(
+            {"name": "Support plan", "type": "service", "list_price": 100.0}
+        )
 
     def _subscription(self, token=None, **values):
         return self.env["crm.subscription"].create(
@@ -82,8 +84,11 @@ class TestSubscriptionBilling(CrmPaymentCommon):
             # ...meanwhile an accountant posts an invoice: the run's invoices get other names...
             self._crm_invoice(10.0)
             self.assertEqual(self._bill(date(2027, 1, 15)), 2)  # ...and the next run redoes it
-        keys = [r["headers"].get("Idempotency-Key") for r in http.requests
-                if r["method"] == "post" and r["url"].endswith("/v1/payment_intents")]
+        keys = [
+            r["headers"].get("Idempotency-Key")
+            for r in http.requests
+            if r["method"] == "post" and r["url"].endswith("/v1/payment_intents")
+        ]
         self.assertEqual(len(keys), 4)
         self.assertEqual(len(set(keys)), 2)  # Stripe answered the repeats with the first charges
         for subscription in first + second:
@@ -96,7 +101,9 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self._bill(date(2027, 1, 15))
         invoice = subscription.invoice_ids
         with mute_logger("odoo.sql_db"), self.assertRaises(psycopg2.IntegrityError), self.env.cr.savepoint():
-            invoice.copy({"crm_subscription_id": subscription.id, "crm_period_start": invoice.crm_period_start})
+            invoice.copy(
+                {"crm_subscription_id": subscription.id, "crm_period_start": invoice.crm_period_start}
+            )
 
     def test_without_saved_method_the_invoice_is_sent_with_a_link(self):
         fake = FakeCheckout()
@@ -107,7 +114,9 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         invoice = subscription.invoice_ids
         self.assertEqual(invoice.state, "posted")
         self.assertTrue(invoice.crm_payment_url)
-        self.assertTrue(self.env["mail.mail"].search([("model", "=", "account.move"), ("res_id", "=", invoice.id)]))
+        self.assertTrue(
+            self.env["mail.mail"].search([("model", "=", "account.move"), ("res_id", "=", invoice.id)])
+        )
         self.assertFalse(invoice.transaction_ids.filtered(lambda tx: tx.crm_flow == "off_session"))
 
     def test_a_failing_subscription_does_not_stop_the_run(self):
@@ -117,11 +126,15 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual(self._bill(date(2027, 1, 15)), 1)
         self.assertTrue(self._crm_reconciled(billed.invoice_ids))
         # Its invoice stands, unpaid and without a link; due again, the next run sends it.
-        self.assertEqual((failing.invoice_ids.state, failing.invoice_ids.payment_state), ("posted", "not_paid"))
+        self.assertEqual(
+            (failing.invoice_ids.state, failing.invoice_ids.payment_state), ("posted", "not_paid")
+        )
         self.assertFalse(failing.invoice_ids.crm_payment_url)
         self.assertEqual(failing.next_invoice_date, date(2027, 1, 15))
         self.assertIn("Billing failed", failing.message_ids[0].body)
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=FakeCheckout()):
+        with patch.object(
+            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=FakeCheckout()
+        ):
             self.assertEqual(self._bill(date(2027, 1, 16)), 1)
         self.assertEqual(len(failing.invoice_ids), 1)
         self.assertTrue(failing.invoice_ids.crm_payment_url)
@@ -147,7 +160,18 @@ class TestSubscriptionBilling(CrmPaymentCommon):
                 "interval_number": 3,
                 "interval_unit": "month",
                 "trial_days": 14,
-                "line_ids": [(0, 0, {"product_id": self.product.id, "quantity": 3, "price_unit": 40.0, "tax_ids": [(6, 0, tax.ids)]})],
+                "line_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "product_id": self.product.id,
+                            "quantity": 3,
+                            "price_unit": 40.0,
+                            "tax_ids": [(6, 0, tax.ids)],
+                        },
+                    )
+                ],
             }
         )
         subscription = self.env["crm.subscription"].create(
@@ -156,7 +180,8 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual((subscription.interval_number, subscription.interval_unit), (3, "month"))
         self.assertEqual(subscription.trial_end_date, date(2027, 1, 29))
         self.assertEqual(
-            (subscription.line_ids.quantity, subscription.line_ids.price_unit, subscription.line_ids.tax_ids), (3, 40.0, tax)
+            (subscription.line_ids.quantity, subscription.line_ids.price_unit, subscription.line_ids.tax_ids),
+            (3, 40.0, tax),
         )
         with patch("odoo.fields.Date.context_today", return_value=date(2027, 1, 15)):
             subscription.action_start()
@@ -176,7 +201,12 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         eur.active = True
         self.env["res.currency.rate"].create({"currency_id": eur.id, "name": date(2027, 1, 1), "rate": 0.5})
         in_eur = self.env["crm.subscription"].create(
-            {"partner_id": self.partner.id, "start_date": date(2027, 1, 15), "template_id": plan.id, "currency_id": eur.id}
+            {
+                "partner_id": self.partner.id,
+                "start_date": date(2027, 1, 15),
+                "template_id": plan.id,
+                "currency_id": eur.id,
+            }
         )
         self.assertEqual(in_eur.line_ids.price_unit, 20.0)
 
@@ -235,7 +265,9 @@ class TestSubscriptionBilling(CrmPaymentCommon):
             subscription.action_reactivate()  # back after a while: a new period from that day
         self.assertEqual((subscription.state, subscription.next_invoice_date), ("active", date(2027, 4, 1)))
         self._bill(date(2027, 4, 1))
-        self.assertEqual(subscription.invoice_ids.sorted("crm_period_start")[-1].crm_period_start, date(2027, 4, 1))
+        self.assertEqual(
+            subscription.invoice_ids.sorted("crm_period_start")[-1].crm_period_start, date(2027, 4, 1)
+        )
         self.assertTrue(self._crm_reconciled(subscription.invoice_ids.sorted("crm_period_start")[-1]))
         with self.assertRaisesRegex(UserError, "nothing to reactivate"):
             subscription.action_reactivate()
@@ -252,17 +284,30 @@ class TestSubscriptionBilling(CrmPaymentCommon):
 
     def test_created_from_an_opportunity_and_shown_on_partner(self):
         lead = self.env["crm.lead"].create(
-            {"name": "Support contract", "type": "opportunity", "partner_id": self.contact.id, "user_id": self.salesman.id}
+            {
+                "name": "Support contract",
+                "type": "opportunity",
+                "partner_id": self.contact.id,
+                "user_id": self.salesman.id,
+            }
         )
         action = lead.with_user(self.salesman).action_crm_create_subscription()
-        subscription = self.env["crm.subscription"].with_user(self.salesman).with_context(action["context"]).create(
-            {"line_ids": [(0, 0, {"product_id": self.product.id, "price_unit": 30.0})]}
+        subscription = (
+            self.env["crm.subscription"]
+            .with_user(self.salesman)
+            .with_context(**action["context"])
+            .create({"line_ids": [(0, 0, {"product_id": self.product.id, "price_unit": 30.0})]})
         )
-        self.assertEqual((subscription.partner_id, subscription.lead_id, subscription.user_id), (self.partner, lead, self.salesman))
+        self.assertEqual(
+            (subscription.partner_id, subscription.lead_id, subscription.user_id),
+            (self.partner, lead, self.salesman),
+        )
         self.assertTrue(subscription.name.startswith("SUB/"))
         self.assertEqual(lead.crm_subscription_count, 1)
         self.assertEqual(self.contact.crm_subscription_count, 1)
-        self.assertEqual(self.partner.action_crm_view_subscriptions()["domain"], [("partner_id", "=", self.partner.id)])
+        self.assertEqual(
+            self.partner.action_crm_view_subscriptions()["domain"], [("partner_id", "=", self.partner.id)]
+        )
 
     def test_dunning_retries_on_schedule_then_pauses(self):
         token = self._crm_save_card("4000000000000341")  # attaches, declines every charge
@@ -270,7 +315,9 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         subscription.action_start()
         start = date(2027, 1, 15)
         self._bill(start)
-        self.assertEqual((subscription.state, subscription.dunning_next_date), ("past_due", date(2027, 1, 16)))
+        self.assertEqual(
+            (subscription.state, subscription.dunning_next_date), ("past_due", date(2027, 1, 16))
+        )
         self.assertEqual(subscription.mrr, 100.0)  # still owed: counts until paused or cancelled
         self.assertEqual(self._bill(date(2027, 1, 15)), 0)  # nothing before the retry day
         for retry_day, next_retry in ((16, 18), (18, 20), (20, 22)):
@@ -300,8 +347,14 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         token = self._crm_save_card()
         subscription = self._subscription(token)
         subscription.action_start()
-        error = {"error": {"type": "card_error", "code": "card_declined", "decline_code": "lost_card",
-                           "message": "Your card was declined."}}
+        error = {
+            "error": {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "lost_card",
+                "message": "Your card was declined.",
+            }
+        }
         http = StripeHttpMock({("post", "/v1/payment_intents"): (402, error)}, passthrough=True)
         with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
             self._bill(date(2027, 1, 15))
@@ -363,7 +416,11 @@ class TestSubscriptionBilling(CrmPaymentCommon):
     def test_bad_lines_and_dates_refused(self):
         subscription = self._subscription()
         for values in ({"quantity": -1}, {"price_unit": -5.0}, {"discount": 150.0}):
-            with mute_logger("odoo.sql_db"), self.assertRaises(psycopg2.IntegrityError), self.env.cr.savepoint():
+            with (
+                mute_logger("odoo.sql_db"),
+                self.assertRaises(psycopg2.IntegrityError),
+                self.env.cr.savepoint(),
+            ):
                 subscription.line_ids.write(values)
                 subscription.line_ids.flush_recordset()
         with self.assertRaisesRegex(UserError, "cannot come before its start"):
@@ -397,7 +454,9 @@ class TestSubscriptionBilling(CrmPaymentCommon):
             subscription.renewal_reminded_for = subscription.next_invoice_date = date(2027, 9, 15)
             self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 8, 1)), 1)
             self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 8, 2)), 0)
-        setup = self.env["payment.transaction"].search([("partner_id", "=", self.partner.id), ("operation", "=", "validation")])
+        setup = self.env["payment.transaction"].search(
+            [("partner_id", "=", self.partner.id), ("operation", "=", "validation")]
+        )
         mail = Mail.search([("model", "=", "payment.transaction"), ("res_id", "=", setup.id)])
         self.assertIn("expires soon", mail.subject)
         self.assertIn(setup.crm_checkout_url, mail.body_html)
@@ -412,11 +471,16 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         super().setUpClass()
         product = cls.env["product.product"].create({"name": "Hosting", "type": "service"})
         other = cls.env["res.partner"].create({"name": "Other Customer", "is_company": True})
-        cls.mine, cls.theirs = cls.env["crm.subscription"].create([
-            {"partner_id": partner.id, "start_date": date(2027, 1, 15),
-             "line_ids": [(0, 0, {"product_id": product.id, "price_unit": 20.0})]}
-            for partner in (cls.partner, other)
-        ])
+        cls.mine, cls.theirs = cls.env["crm.subscription"].create(
+            [
+                {
+                    "partner_id": partner.id,
+                    "start_date": date(2027, 1, 15),
+                    "line_ids": [(0, 0, {"product_id": product.id, "price_unit": 20.0})],
+                }
+                for partner in (cls.partner, other)
+            ]
+        )
         (cls.mine + cls.theirs).action_start()
         new_test_user(cls.env, login="crm_portal_sub", groups="base.group_portal", partner_id=cls.contact.id)
 
@@ -449,13 +513,17 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         self.assertEqual(done.status_code, 200)
         self.assertEqual(self.mine.end_date, date(2027, 1, 14))
         self.assertIn("Too expensive", "".join(self.mine.message_ids.mapped("body")))
-        other = self.url_open(f"/my/subscriptions/{self.theirs.id}/cancel", data={"reason": "x", "csrf_token": token})
+        other = self.url_open(
+            f"/my/subscriptions/{self.theirs.id}/cancel", data={"reason": "x", "csrf_token": token}
+        )
         self.assertEqual(other.status_code, 404)
         self.assertFalse(self.theirs.end_date)
         # Changed their mind: "Keep my subscription" drops the planned end.
         self.assertIn("o_crm_subscription_keep", done.text)
         with mute_logger("odoo.http"):
-            self.assertEqual(self.url_open(f"/my/subscriptions/{self.mine.id}/keep", data={"x": "1"}).status_code, 400)
+            self.assertEqual(
+                self.url_open(f"/my/subscriptions/{self.mine.id}/keep", data={"x": "1"}).status_code, 400
+            )
         self.assertEqual(self.mine.end_date, date(2027, 1, 14))
         kept = self.url_open(f"/my/subscriptions/{self.mine.id}/keep", data={"csrf_token": token})
         self.assertEqual(kept.status_code, 200)
@@ -478,13 +546,25 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         # Another customer's method, or no CSRF token: refused.
         with mute_logger("odoo.http"):
-            self.assertEqual(self.url_open(f"/my/payment_method/{second.id}/default", data={"x": "1"}).status_code, 400)
-        other_token = self.env["payment.token"].create({
-            "provider_id": self.provider.id, "payment_method_id": first.payment_method_id.id,
-            "partner_id": self.theirs.partner_id.id, "provider_ref": "cus_other", "stripe_payment_method": "pm_other",
-            "payment_details": "0000",
-        })
-        self.assertEqual(self.url_open(f"/my/payment_method/{other_token.id}/remove", data={"csrf_token": token}).status_code, 404)
+            self.assertEqual(
+                self.url_open(f"/my/payment_method/{second.id}/default", data={"x": "1"}).status_code, 400
+            )
+        other_token = self.env["payment.token"].create(
+            {
+                "provider_id": self.provider.id,
+                "payment_method_id": first.payment_method_id.id,
+                "partner_id": self.theirs.partner_id.id,
+                "provider_ref": "cus_other",
+                "stripe_payment_method": "pm_other",
+                "payment_details": "0000",
+            }
+        )
+        self.assertEqual(
+            self.url_open(
+                f"/my/payment_method/{other_token.id}/remove", data={"csrf_token": token}
+            ).status_code,
+            404,
+        )
         self.assertTrue(other_token.active)
         # Choose the second as default: Stripe and the running subscription follow.
         self.url_open(f"/my/payment_method/{second.id}/default", data={"csrf_token": token})
@@ -499,7 +579,9 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         # Add one: straight to Stripe's setup page.
         fake = FakeCheckout()
         with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
-            response = self.url_open("/my/payment_method/add", data={"csrf_token": token}, allow_redirects=False)
+            response = self.url_open(
+                "/my/payment_method/add", data={"csrf_token": token}, allow_redirects=False
+            )
         self.assertEqual(response.status_code, 303)
         self.assertTrue(response.headers["Location"].startswith("https://checkout.stripe.com/"))
         self.assertEqual(list(fake.sessions.values())[0]["mode"], "setup")
@@ -521,7 +603,10 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
             self.assertEqual(self.url_open(pause, data={"x": "1"}).status_code, 400)  # no CSRF token
         self.assertEqual(self.mine.state, "active")
         self.assertEqual(
-            self.url_open(f"/my/subscriptions/{self.theirs.id}/pause", data={"csrf_token": token}).status_code, 404
+            self.url_open(
+                f"/my/subscriptions/{self.theirs.id}/pause", data={"csrf_token": token}
+            ).status_code,
+            404,
         )
         self.assertEqual(self.theirs.state, "active")
         page = self.url_open(pause, data={"csrf_token": token})

@@ -84,7 +84,12 @@ class TestWebhook(CrmStripeCommon, HttpCase):
 
     @mute_logger("odoo.addons.crm_payment_integration.controllers.main")
     def test_malformed_body_refused(self):
-        for body in ('{"id": "evt_1", "type": ', '["not", "an", "event"]', '{"id": "evt_1", "type": "customer.updated"}', "\udcff"):
+        for body in (
+            '{"id": "evt_1", "type": ',
+            '["not", "an", "event"]',
+            '{"id": "evt_1", "type": "customer.updated"}',
+            "\udcff",
+        ):
             with self.subTest(body=body):
                 raw = body.encode("utf-8", "surrogateescape")
                 response = self.url_open(
@@ -96,7 +101,9 @@ class TestWebhook(CrmStripeCommon, HttpCase):
         self.assertFalse(self.Event.search([("stripe_event_id", "=", "evt_1")]))
 
     def test_oversized_body_refused(self):
-        event = stripe_event("customer.updated", {"id": "cus_1", "object": "customer", "pad": "x" * (1024 * 1024)})
+        event = stripe_event(
+            "customer.updated", {"id": "cus_1", "object": "customer", "pad": "x" * (1024 * 1024)}
+        )
         self.assertEqual(self._post(event).status_code, 413)
         self.assertFalse(self._stored(event))
 
@@ -105,7 +112,9 @@ class TestWebhook(CrmStripeCommon, HttpCase):
         self.assertEqual(self._post(event, url="/crm_payment/stripe/webhook/999999").status_code, 404)
 
     def test_unknown_type_acknowledged_and_ignored(self):
-        event = stripe_event("radar.early_fraud_warning.created", {"id": "issfr_1", "object": "radar.early_fraud_warning"})
+        event = stripe_event(
+            "radar.early_fraud_warning.created", {"id": "issfr_1", "object": "radar.early_fraud_warning"}
+        )
         self.assertEqual(self._post(event).status_code, 200)
         self.assertEqual(self._stored(event).state, "ignored")
 
@@ -140,7 +149,9 @@ class TestLocalstripeEndToEnd(CrmStripeCommon, HttpCase):
             time.sleep(0.2)
             with self.registry.test_lock:
                 self.env.invalidate_all()
-                events = Event.search([("event_type", "=", "customer.updated"), ("object_id", "=", customer_id)])
+                events = Event.search(
+                    [("event_type", "=", "customer.updated"), ("object_id", "=", customer_id)]
+                )
         self.assertTrue(events, "localstripe delivered customer.updated to the webhook")
         with self.registry.test_lock:
             self.assertEqual(events.mapped("provider_id"), self.provider)

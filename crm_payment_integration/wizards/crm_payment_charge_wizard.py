@@ -11,12 +11,18 @@ class CrmPaymentChargeWizard(models.TransientModel):
 
     partner_id = fields.Many2one("res.partner", required=True, readonly=True)
     invoice_id = fields.Many2one(
-        "account.move", string="Invoice", readonly=True,
+        "account.move",
+        readonly=True,
         help="Charge part of this invoice: the payment is reconciled with it.",
     )
     token_id = fields.Many2one(
-        "payment.token", precompute=True, string="Payment Method", required=True,
-        compute="_compute_token_id", store=True, readonly=False,
+        "payment.token",
+        precompute=True,
+        string="Payment Method",
+        required=True,
+        compute="_compute_token_id",
+        store=True,
+        readonly=False,
         domain="[('id', 'in', allowed_token_ids)]",
     )
     allowed_token_ids = fields.Many2many("payment.token", compute="_compute_allowed_token_ids")
@@ -46,18 +52,39 @@ class CrmPaymentChargeWizard(models.TransientModel):
         if invoice:
             self.invoice_id.check_access("read")
             if invoice.commercial_partner_id != self.partner_id.commercial_partner_id:
-                raise UserError(_("%(invoice)s is not an invoice of %(partner)s.",
-                                  invoice=invoice.name, partner=self.partner_id.display_name))
+                raise UserError(
+                    _(
+                        "%(invoice)s is not an invoice of %(partner)s.",
+                        invoice=invoice.name,
+                        partner=self.partner_id.display_name,
+                    )
+                )
             invoice._crm_check_payable()
             if invoice.currency_id != self.currency_id:
-                raise UserError(_("Charge %(invoice)s in its currency, %(currency)s.",
-                                  invoice=invoice.name, currency=invoice.currency_id.name))
+                raise UserError(
+                    _(
+                        "Charge %(invoice)s in its currency, %(currency)s.",
+                        invoice=invoice.name,
+                        currency=invoice.currency_id.name,
+                    )
+                )
             if invoice.currency_id.compare_amounts(self.amount, invoice.amount_residual) > 0:
-                raise UserError(_("%(invoice)s has only %(amount)s left to pay.",
-                                  invoice=invoice.name, amount=format_amount(self.env, invoice.amount_residual, invoice.currency_id)))
+                raise UserError(
+                    _(
+                        "%(invoice)s has only %(amount)s left to pay.",
+                        invoice=invoice.name,
+                        amount=format_amount(self.env, invoice.amount_residual, invoice.currency_id),
+                    )
+                )
         tx = self.env["payment.transaction"]._crm_create(
-            self.partner_id, self.amount, self.currency_id, "off_session",
-            invoices=invoice, token=self.token_id, reason=self.reason, lead=invoice.crm_lead_id,
+            self.partner_id,
+            self.amount,
+            self.currency_id,
+            "off_session",
+            invoices=invoice,
+            token=self.token_id,
+            reason=self.reason,
+            lead=invoice.crm_lead_id,
         )
         tx._crm_charge_off_session()
         return tx._crm_notification_for_result()

@@ -13,15 +13,17 @@ class CrmPaymentRefundWizard(models.TransientModel):
 
     invoice_id = fields.Many2one("account.move", readonly=True)
     transaction_id = fields.Many2one(
-        "payment.transaction", string="Payment", required=True,
+        "payment.transaction",
+        string="Payment",
+        required=True,
         domain="[('id', 'in', allowed_transaction_ids)]",
     )
-    allowed_transaction_ids = fields.Many2many("payment.transaction", compute="_compute_allowed_transaction_ids")
+    allowed_transaction_ids = fields.Many2many(
+        "payment.transaction", compute="_compute_allowed_transaction_ids"
+    )
     currency_id = fields.Many2one(related="transaction_id.currency_id")
     refundable_amount = fields.Monetary(compute="_compute_refundable_amount", string="Refundable")
-    amount = fields.Monetary(
-        string="Amount to Refund", compute="_compute_amount", store=True, readonly=False
-    )
+    amount = fields.Monetary(string="Amount to Refund", compute="_compute_amount", store=True, readonly=False)
 
     @api.model
     def _crm_open_for(self, invoice=None, transaction=None):
@@ -54,7 +56,9 @@ class CrmPaymentRefundWizard(models.TransientModel):
     @api.depends("transaction_id")
     def _compute_refundable_amount(self):
         for wizard in self:
-            wizard.refundable_amount = wizard.transaction_id.sudo()._crm_refundable_amount() if wizard.transaction_id else 0.0
+            wizard.refundable_amount = (
+                wizard.transaction_id.sudo()._crm_refundable_amount() if wizard.transaction_id else 0.0
+            )
 
     @api.depends("transaction_id")
     def _compute_amount(self):
@@ -75,7 +79,10 @@ class CrmPaymentRefundWizard(models.TransientModel):
         title = _("Refund sent") if refund_tx.state == "done" else _("Refund requested")
         return utils.notification(
             title=title,
-            message=_("%(amount)s refunded on %(reference)s (%(state)s).",
-              amount=format_amount(self.env, self.amount, self.currency_id),
-              reference=self.transaction_id.reference, state=refund_tx.state),
+            message=_(
+                "%(amount)s refunded on %(reference)s (%(state)s).",
+                amount=format_amount(self.env, self.amount, self.currency_id),
+                reference=self.transaction_id.reference,
+                state=refund_tx.state,
+            ),
         )

@@ -13,18 +13,32 @@ class CrmPaymentRequestWizard(models.TransientModel):
 
     lead_id = fields.Many2one("crm.lead", required=True, readonly=True)
     partner_id = fields.Many2one(
-        "res.partner", precompute=True, string="Customer", required=True,
-        compute="_compute_partner_id", store=True, readonly=False,
+        "res.partner",
+        precompute=True,
+        string="Customer",
+        required=True,
+        compute="_compute_partner_id",
+        store=True,
+        readonly=False,
     )
     company_id = fields.Many2one(related="lead_id.company_id")
     currency_id = fields.Many2one(
-        "res.currency", precompute=True, required=True, compute="_compute_currency_id", store=True, readonly=False
+        "res.currency",
+        precompute=True,
+        required=True,
+        compute="_compute_currency_id",
+        store=True,
+        readonly=False,
     )
     request_type = fields.Selection(
         [("deposit", "Deposit"), ("full", "Full Amount")], required=True, default="deposit"
     )
     total_amount = fields.Monetary(
-        string="Total", precompute=True, compute="_compute_total_amount", store=True, readonly=False,
+        string="Total",
+        precompute=True,
+        compute="_compute_total_amount",
+        store=True,
+        readonly=False,
         help="The amount of the deal; the expected revenue of the opportunity by default.",
     )
     deposit_percent = fields.Float(
@@ -34,7 +48,10 @@ class CrmPaymentRequestWizard(models.TransientModel):
         string="Amount to Pay", precompute=True, compute="_compute_amount", store=True, readonly=False
     )
     description = fields.Char(
-        compute="_compute_description", store=True, readonly=False, required=True,
+        compute="_compute_description",
+        store=True,
+        readonly=False,
+        required=True,
         precompute=True,
     )
     send_email = fields.Boolean(string="Email the Payment Link", default=True)
@@ -74,7 +91,7 @@ class CrmPaymentRequestWizard(models.TransientModel):
             if wizard.request_type == "full":
                 wizard.description = wizard.lead_id.name
             else:
-                percent = "%g" % wizard.deposit_percent
+                percent = f"{wizard.deposit_percent:g}"
                 wizard.description = _(
                     "Down payment of %(percent)s%% on %(deal)s", percent=percent, deal=wizard.lead_id.name
                 )
@@ -98,19 +115,38 @@ class CrmPaymentRequestWizard(models.TransientModel):
             raise UserError(_("The amount to pay must be positive."))
         if self.request_type == "deposit" and not 0 < self.deposit_percent <= 100:
             raise UserError(_("A deposit is between 0 and 100% of the total."))
-        if self.request_type == "deposit" and self.currency_id.compare_amounts(self.amount, self.total_amount) > 0:
+        if (
+            self.request_type == "deposit"
+            and self.currency_id.compare_amounts(self.amount, self.total_amount) > 0
+        ):
             raise UserError(_("A deposit cannot be more than the total amount."))
         self.env["payment.transaction"]._crm_check_amount_is_payable(self.amount, self.currency_id)
-        invoice = self.env["account.move"].sudo().with_company(lead.company_id or self.env.company).create(
-            {
-                "move_type": "out_invoice",
-                "partner_id": self.partner_id.id,
-                "currency_id": self.currency_id.id,
-                "invoice_user_id": (lead.user_id or self.env.user).id,
-                "crm_lead_id": lead.id,
-                "invoice_origin": lead.name,
-                "invoice_line_ids": [(0, 0, {"name": self.description, "quantity": 1, "price_unit": self.amount, "tax_ids": [(6, 0, [])]})],
-            }
+        invoice = (
+            self.env["account.move"]
+            .sudo()
+            .with_company(lead.company_id or self.env.company)
+            .create(
+                {
+                    "move_type": "out_invoice",
+                    "partner_id": self.partner_id.id,
+                    "currency_id": self.currency_id.id,
+                    "invoice_user_id": (lead.user_id or self.env.user).id,
+                    "crm_lead_id": lead.id,
+                    "invoice_origin": lead.name,
+                    "invoice_line_ids": [
+                        (
+                            0,
+                            0,
+                            {
+                                "name": self.description,
+                                "quantity": 1,
+                                "price_unit": self.amount,
+                                "tax_ids": [(6, 0, [])],
+                            },
+                        )
+                    ],
+                }
+            )
         )
         invoice.action_post()
         if self.send_email:
