@@ -12,20 +12,20 @@ def notification(message, title=None, kind="success", sticky=False, reload=True)
     """The client action showing a notification, then reloading the view (or closing a dialog).
 
     :param str kind: ``success``, ``warning``, ``danger`` or ``info``
+    :return: the action; without a title, it has no ``title`` key at all (XML-RPC cannot send
+        ``None``; the web client shows no title either way)
     """
-    return {
-        "type": "ir.actions.client",
-        "tag": "display_notification",
-        "params": {
-            "title": title,
-            "message": message,
-            "type": kind,
-            "sticky": sticky,
-            "next": {"type": "ir.actions.client", "tag": "soft_reload"}
-            if reload
-            else {"type": "ir.actions.act_window_close"},
-        },
+    params = {
+        "message": message,
+        "type": kind,
+        "sticky": sticky,
+        "next": {"type": "ir.actions.client", "tag": "soft_reload"}
+        if reload
+        else {"type": "ir.actions.act_window_close"},
     }
+    if title:
+        params["title"] = title
+    return {"type": "ir.actions.client", "tag": "display_notification", "params": params}
 
 
 def decline_reason(decline_code):

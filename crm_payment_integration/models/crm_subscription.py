@@ -215,12 +215,14 @@ class CrmSubscription(models.Model):
                 if in_trial
                 else _("Subscription started.")
             )
+        return True
 
     def action_cancel(self, reason=None):
         """Cancel now: no further invoice."""
         for subscription in self.filtered(lambda s: s.state not in ("cancelled", "expired")):
             subscription.write({"state": "cancelled", "next_invoice_date": False})
             subscription.message_post(body=_("Cancelled: %s", reason) if reason else _("Cancelled."))
+        return True
 
     def action_cancel_at_period_end(self, reason=None):
         """Cancel at the end of the period already invoiced: it ends then, without renewal."""
@@ -232,6 +234,7 @@ class CrmSubscription(models.Model):
             subscription.message_post(
                 body=_("Ends on %(date)s: %(reason)s", date=last_day, reason=reason or _("no reason given"))
             )
+        return True
 
     def action_reactivate(self):
         """Undo a cancellation: one planned for the end of the period is dropped; a cancelled
@@ -270,11 +273,13 @@ class CrmSubscription(models.Model):
                 )
             else:
                 raise UserError(_("%s is not cancelled: there is nothing to reactivate.", subscription.name))
+        return True
 
     def action_pause(self):
         for subscription in self.filtered(lambda s: s.state in ("active", "past_due")):
             subscription.state = "paused"
             subscription.message_post(body=_("Paused: no invoice until it is resumed."))
+        return True
 
     def action_resume(self):
         """Resume a paused subscription: billing starts again today, for a full period."""
@@ -284,6 +289,7 @@ class CrmSubscription(models.Model):
                 {"state": "active", "next_invoice_date": max(subscription.next_invoice_date or today, today)}
             )
             subscription.message_post(body=_("Resumed."))
+        return True
 
     # === BILLING === #
 
