@@ -47,6 +47,17 @@ class AccountMove(models.Model):
     crm_stripe_paid_amount = fields.Monetary(
         string="Paid with Stripe", compute="_compute_crm_stripe_paid_amount"
     )
+    crm_payment_link_sent_at = fields.Datetime(
+        string="Payment Link Sent", readonly=True, copy=False, help="When the payment link was last emailed."
+    )
+    crm_payment_link_sent_to = fields.Char(
+        string="Payment Link Sent To", readonly=True, copy=False, help="Who received the last payment link."
+    )
+    crm_charge_available = fields.Boolean(
+        compute="_compute_crm_charge_available",
+        groups="account.group_account_invoice",
+        help="The invoice is due and its customer has a saved payment method to charge.",
+    )
 
     def init(self):
         result = super().init()
@@ -75,6 +86,21 @@ class AccountMove(models.Model):
             )
             move.crm_stripe_paid_amount = sum(txs.mapped("amount"))
 
+    @api.depends_context("company")
+    @api.depends(
+        "state", "move_type", "payment_state", "crm_stripe_invoice_id", "partner_id", "amount_residual"
+    )
+    def _compute_crm_charge_available(self):
+        for move in self:
+            move.crm_charge_available = bool(
+                move.state == "posted"
+                and move.move_type == "out_invoice"
+                and not move.crm_stripe_invoice_id
+                and not move.currency_id.is_zero(move.amount_residual)
+                and move.partner_id
+                and move.partner_id._crm_default_token(move.company_id)
+            )
+
     # === ACTIONS === #
 
     def action_crm_send_payment_link(self):
@@ -91,14 +117,27 @@ class AccountMove(models.Model):
         ):
             raise UserError(_("Only salespeople and billing users can send payment links."))
         self.check_access("read")
-        self.sudo()._crm_send_payment_link(self.env.user)
+        sent = self.sudo()._crm_send_payment_link(self.env.user)
+        lines = [
+            _(
+                "%(invoice)s: link to pay %(amount)s sent to %(recipient)s.",
+                invoice=move.name,
+                amount=format_amount(self.env, move.amount_residual, move.currency_id),
+                recipient=move.crm_payment_link_sent_to,
+            )
+            if move in sent
+            else _("%(invoice)s: paid on Stripe meanwhile, no link sent.", invoice=move.name)
+            for move in self.sudo()
+        ]
         return utils.notification(
-            _("The customer received the link to pay %(count)s invoice(s) on Stripe.", count=len(self)),
-            title=_("Payment link sent"),
+            "\n".join(lines), title=_("Payment link sent") if sent else _("Nothing to send")
         )
 
     def action_crm_charge_saved_method(self):
         """Charge the amount due to the customer's saved payment method, off-session.
+
+        The form's button asks first (the charge dialog names the amount and the card); this
+        method charges at once, as integrators call it.
 
         :return: a notification saying whether the charge was paid, declined or needs the
             customer to authenticate
@@ -107,9 +146,18 @@ class AccountMove(models.Model):
         """
         self.ensure_one()
         self._crm_check_accounting_rights()
+        return self._crm_charge_saved_method()
+
+    def _crm_charge_saved_method(self, token=None, amount=None, reason=None):
+        """Charge a saved method of the customer (their default one unless given) for the
+        amount due (or part of it), once nothing else is paying the invoice (rights checked).
+
+        :return: the notification of the result
+        """
+        self.ensure_one()
         self._crm_check_payable()
         move = self.sudo()
-        token = move.partner_id._crm_default_token(move.company_id)
+        token = token or move.partner_id._crm_default_token(move.company_id)
         if not token:
             raise UserError(
                 _(
@@ -147,14 +195,23 @@ class AccountMove(models.Model):
             return utils.notification(
                 _("The customer paid %s on Stripe's page meanwhile.", move.name), title=_("Already paid")
             )
+        if amount is not None and move.currency_id.compare_amounts(amount, move.amount_residual) > 0:
+            raise UserError(
+                _(
+                    "%(invoice)s has only %(amount)s left to pay.",
+                    invoice=move.name,
+                    amount=format_amount(self.env, move.amount_residual, move.currency_id),
+                )
+            )
         tx = self.env["payment.transaction"]._crm_create(
             move.partner_id,
-            move.amount_residual,
+            move.amount_residual if amount is None else amount,
             move.currency_id,
             "off_session",
             invoices=move,
             token=token,
             lead=move.crm_lead_id,
+            reason=reason,
         )
         tx._crm_charge_off_session()
         return tx._crm_notification_for_result()
@@ -227,8 +284,12 @@ class AccountMove(models.Model):
             raise UserError(_("%(invoice)s has nothing left to pay.", invoice=self.display_name))
 
     def _crm_send_payment_link(self, sender):
-        """Email each invoice's lasting payment link to its customer (sudo, rights checked)."""
+        """Email each invoice's lasting payment link to its customer (sudo, rights checked).
+
+        :return: the invoices whose link was sent (not those paid meanwhile)
+        """
         template = self.env.ref("crm_payment_integration.mail_template_crm_payment_link")
+        sent = self.browse()
         for move in self:
             move._crm_check_payable()
             if not move.partner_id.email:
@@ -247,6 +308,14 @@ class AccountMove(models.Model):
                 body=_("Stripe payment link sent to %(email)s.", email=move.partner_id.email),
                 author_id=sender.partner_id.id,
             )
+            move.write(
+                {
+                    "crm_payment_link_sent_at": fields.Datetime.now(),
+                    "crm_payment_link_sent_to": move.partner_id.email_formatted,
+                }
+            )
+            sent |= move
+        return sent
 
     def _crm_payment_link_tx(self):
         """Return the transaction of the invoice's open hosted page, replacing it when the

@@ -22,6 +22,15 @@ class PaymentToken(models.Model):
         ),
     ]
 
+    def _crm_label(self):
+        """The method as a person names it: brand, last digits and expiry, e.g.
+        ``VISA •••• 4242 (08/2034)``."""
+        self.ensure_one()
+        label = f"{self.payment_method_id.name} {self._build_display_name()}"
+        if self.crm_exp_month and self.crm_exp_year:
+            label += f" ({self.crm_exp_month:02d}/{self.crm_exp_year})"
+        return label
+
     def _crm_archive(self):
         """Archive tokens whose payment method Stripe no longer offers (never delete them:
         transactions refer to them)."""

@@ -9,11 +9,18 @@ class CrmPaymentChargeWizard(models.TransientModel):
     _name = "crm.payment.charge.wizard"
     _description = "Charge a Saved Payment Method"
 
-    partner_id = fields.Many2one("res.partner", required=True, readonly=True)
     invoice_id = fields.Many2one(
         "account.move",
         readonly=True,
         help="Charge part of this invoice: the payment is reconciled with it.",
+    )
+    partner_id = fields.Many2one(
+        "res.partner",
+        required=True,
+        readonly=False,
+        compute="_compute_partner_id",
+        store=True,
+        precompute=True,
     )
     token_id = fields.Many2one(
         "payment.token",
@@ -27,10 +34,60 @@ class CrmPaymentChargeWizard(models.TransientModel):
     )
     allowed_token_ids = fields.Many2many("payment.token", compute="_compute_allowed_token_ids")
     currency_id = fields.Many2one(
-        "res.currency", required=True, default=lambda self: self.env.company.currency_id
+        "res.currency",
+        required=True,
+        compute="_compute_currency_id",
+        store=True,
+        precompute=True,
+        readonly=False,
     )
-    amount = fields.Monetary(required=True)
-    reason = fields.Char(required=True, help="Shown to the customer on their receipt.")
+    amount = fields.Monetary(
+        required=True, compute="_compute_amount", store=True, precompute=True, readonly=False
+    )
+    reason = fields.Char(
+        required=True,
+        compute="_compute_reason",
+        store=True,
+        precompute=True,
+        readonly=False,
+        help="Shown to the customer on their receipt.",
+    )
+    summary = fields.Char(compute="_compute_summary", help="What the button will do.")
+
+    @api.depends("invoice_id")
+    def _compute_partner_id(self):
+        for wizard in self.filtered("invoice_id"):
+            wizard.partner_id = wizard.invoice_id.commercial_partner_id
+
+    @api.depends("invoice_id")
+    def _compute_currency_id(self):
+        for wizard in self:
+            wizard.currency_id = wizard.invoice_id.currency_id or wizard.env.company.currency_id
+
+    @api.depends("invoice_id")
+    def _compute_amount(self):
+        for wizard in self:
+            wizard.amount = wizard.invoice_id.amount_residual
+
+    @api.depends("invoice_id")
+    def _compute_reason(self):
+        for wizard in self:
+            wizard.reason = wizard.invoice_id and _("Invoice %s", wizard.invoice_id.name)
+
+    @api.depends("amount", "currency_id", "token_id", "partner_id")
+    def _compute_summary(self):
+        for wizard in self:
+            token = wizard.token_id.sudo()
+            wizard.summary = (
+                _(
+                    "Charge %(amount)s to %(card)s of %(partner)s?",
+                    amount=format_amount(wizard.env, wizard.amount, wizard.currency_id),
+                    card=token._crm_label(),
+                    partner=wizard.partner_id.display_name,
+                )
+                if token and wizard.currency_id
+                else False
+            )
 
     @api.depends("partner_id")
     def _compute_allowed_token_ids(self):
@@ -40,7 +97,8 @@ class CrmPaymentChargeWizard(models.TransientModel):
     @api.depends("partner_id")
     def _compute_token_id(self):
         for wizard in self:
-            wizard.token_id = wizard.partner_id._crm_tokens()[:1]
+            company = wizard.invoice_id.company_id or None
+            wizard.token_id = wizard.partner_id._crm_tokens(company)[:1]
 
     def action_charge(self):
         self.ensure_one()
@@ -76,6 +134,10 @@ class CrmPaymentChargeWizard(models.TransientModel):
                         amount=format_amount(self.env, invoice.amount_residual, invoice.currency_id),
                     )
                 )
+            # The invoice's own checks: a charge or a hosted page already paying it first.
+            return invoice._crm_charge_saved_method(
+                token=self.token_id, amount=self.amount, reason=self.reason
+            )
         tx = self.env["payment.transaction"]._crm_create(
             self.partner_id,
             self.amount,
