@@ -330,6 +330,8 @@ class CrmStripeCustomer(models.Model):
         default_pm = (customer.get("invoice_settings") or {}).get("default_payment_method")
         if isinstance(default_pm, dict):
             default_pm = default_pm.get("id")
+        if not default_pm and not customer.get("default_source") and payment_methods:
+            default_pm = self._crm_set_stripe_default(payment_methods)
         Token = self.env["payment.token"].sudo().with_context(active_test=False)
         tokens = Token.search(
             [
@@ -352,6 +354,23 @@ class CrmStripeCustomer(models.Model):
         detached = tokens.filtered(lambda t: t.active and t.stripe_payment_method not in seen)
         if detached:
             detached._crm_archive()
+
+    def _crm_set_stripe_default(self, payment_methods):
+        """Make the newest saved method the customer's default in Stripe when it has none (a
+        card saved on a hosted page is not made default by Stripe): Stripe Billing then charges
+        the card Odoo charges, and "Default in Stripe" tells the truth.
+
+        :param list payment_methods: the customer's Stripe PaymentMethod objects
+        :return: the id of the new default
+        """
+        self.ensure_one()
+        newest = max(payment_methods, key=lambda pm: pm.get("created") or 0)
+        self.provider_id._crm_stripe_call(
+            "update_customer",
+            self.stripe_customer_id,
+            {"invoice_settings": {"default_payment_method": newest["id"]}},
+        )
+        return newest["id"]
 
     def _crm_unlink_deleted_customer(self):
         """Unlink the customers deleted in Stripe: archive their tokens, drop the link."""

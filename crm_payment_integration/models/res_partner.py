@@ -27,18 +27,32 @@ class ResPartner(models.Model):
         string="Stripe Transactions",
         groups="base.group_user",
     )
-    crm_payment_count = fields.Integer(compute="_compute_crm_payment_stats", string="Payments")
+    crm_payment_count = fields.Integer(
+        compute="_compute_crm_payment_stats",
+        string="Payments",
+        help="Payment attempts among the transactions listed, whatever their result; refunds are "
+        "counted apart.",
+    )
+    crm_refund_count = fields.Integer(
+        compute="_compute_crm_payment_stats",
+        string="Refunds",
+        help="Refunds among the transactions listed.",
+    )
     crm_subscription_count = fields.Integer(
         compute="_compute_crm_subscription_count", string="Subscription Count"
     )
     crm_payment_failed_count = fields.Integer(compute="_compute_crm_payment_stats", string="Failed Attempts")
     crm_payment_total = fields.Monetary(
-        compute="_compute_crm_payment_stats", string="Total Paid", currency_field="crm_payment_currency_id"
+        compute="_compute_crm_payment_stats",
+        string="Total Paid",
+        currency_field="crm_payment_currency_id",
+        help="What the customer paid through Stripe, refunds deducted (net), in the company currency.",
     )
     crm_payment_average = fields.Monetary(
         compute="_compute_crm_payment_stats",
         string="Average Payment",
         currency_field="crm_payment_currency_id",
+        help="Total Paid (net of refunds) divided by the number of successful payments.",
     )
     crm_payment_last_date = fields.Datetime(compute="_compute_crm_payment_stats", string="Last Payment")
     crm_payment_currency_id = fields.Many2one("res.currency", compute="_compute_crm_payment_stats")
@@ -60,6 +74,7 @@ class ResPartner(models.Model):
                     {
                         "crm_payment_transaction_ids": False,
                         "crm_payment_count": 0,
+                        "crm_refund_count": 0,
                         "crm_payment_failed_count": 0,
                         "crm_payment_total": 0.0,
                         "crm_payment_average": 0.0,
@@ -88,14 +103,16 @@ class ResPartner(models.Model):
                     tx.amount, company.currency_id, company, tx.last_state_change or fields.Date.today()
                 )
 
+            # Net: refunds are negative amounts. The average divides the same net total.
             total = sum(to_company(tx) for tx in done)
             partner.update(
                 {
                     "crm_payment_transaction_ids": [(6, 0, txs.ids)],
                     "crm_payment_count": len(payments),
+                    "crm_refund_count": len(txs) - len(payments),
                     "crm_payment_failed_count": len(payments.filtered(lambda tx: tx.state == "error")),
                     "crm_payment_total": total,
-                    "crm_payment_average": (sum(to_company(tx) for tx in paid) / len(paid)) if paid else 0.0,
+                    "crm_payment_average": company.currency_id.round(total / len(paid)) if paid else 0.0,
                     "crm_payment_last_date": max(paid.mapped("last_state_change")) if paid else False,
                     "crm_payment_currency_id": company.currency_id,
                     "crm_saved_method_count": len(commercial._crm_tokens(company)),
