@@ -81,6 +81,17 @@ class TestBackofficeUx(CrmPaymentCommon, HttpCase):
         self.assertEqual(invoice.transaction_ids.token_id, token)
         self.assertEqual(invoice.transaction_ids.crm_reason, f"Invoice {invoice.name}")
 
+        # From the partner (no invoice): a free amount, the same summary.
+        action = self.partner.with_user(self.accountant).action_crm_charge()
+        with Form(Wizard.with_context(action["context"])) as dialog:
+            self.assertEqual(dialog.partner_id, self.partner)
+            dialog.amount = 15.0
+            dialog.reason = "Setup fee"
+            self.assertEqual(
+                dialog.summary,
+                f"Charge {self._money(15.0)} to VISA •••• 4242 (08/2034) of Azure Interior?",
+            )
+
         # Paid in full: nothing left to charge, the button goes.
         invoice.action_crm_charge_saved_method()
         invoice.invalidate_recordset()

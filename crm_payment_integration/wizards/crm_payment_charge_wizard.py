@@ -56,23 +56,25 @@ class CrmPaymentChargeWizard(models.TransientModel):
 
     @api.depends("invoice_id")
     def _compute_partner_id(self):
-        for wizard in self.filtered("invoice_id"):
-            wizard.partner_id = wizard.invoice_id.commercial_partner_id
+        for wizard in self:
+            wizard.partner_id = wizard.invoice_id.commercial_partner_id or wizard.partner_id
 
     @api.depends("invoice_id")
     def _compute_currency_id(self):
         for wizard in self:
-            wizard.currency_id = wizard.invoice_id.currency_id or wizard.env.company.currency_id
+            wizard.currency_id = (
+                wizard.invoice_id.currency_id or wizard.currency_id or wizard.env.company.currency_id
+            )
 
     @api.depends("invoice_id")
     def _compute_amount(self):
         for wizard in self:
-            wizard.amount = wizard.invoice_id.amount_residual
+            wizard.amount = wizard.invoice_id.amount_residual if wizard.invoice_id else wizard.amount
 
     @api.depends("invoice_id")
     def _compute_reason(self):
         for wizard in self:
-            wizard.reason = wizard.invoice_id and _("Invoice %s", wizard.invoice_id.name)
+            wizard.reason = _("Invoice %s", wizard.invoice_id.name) if wizard.invoice_id else wizard.reason
 
     @api.depends("amount", "currency_id", "token_id", "partner_id")
     def _compute_summary(self):
