@@ -211,7 +211,11 @@ class ResPartner(models.Model):
             author_id=self.env.user.partner_id.id,
         )
         return utils.notification(
-            _("%(partner)s received a link to save a payment method.", partner=partner.display_name),
+            _(
+                "%(partner)s received a link to save a payment method at %(email)s.",
+                partner=partner.display_name,
+                email=partner.email,
+            ),
             title=_("Link sent"),
         )
 

@@ -182,7 +182,13 @@ class TestBackofficeUx(CrmPaymentCommon, HttpCase):
         refund = self.env["crm.payment.refund.wizard"].create(
             {"invoice_id": first.id, "transaction_id": first.transaction_ids.id, "amount": 30.0}
         )
-        refund.with_user(self.accountant).action_refund()
+        self.assertEqual(
+            refund.summary,
+            f"Refund {self._money(30.0)} of {first.transaction_ids.reference} to Azure Interior "
+            "(VISA •••• 4242 (08/2034))?",
+        )
+        result = refund.with_user(self.accountant).action_refund()
+        self.assertIn(self._money(30.0), result["params"]["message"])
         partner = self.partner.with_user(self.accountant)
         partner.invalidate_recordset()
         rows = partner.crm_payment_transaction_ids

@@ -327,7 +327,7 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
         return self.partner, self._window(res_model)
 
     def _setup_partner_setup_link(self, method):
-        return self.partner, self._notified(self.partner.name)
+        return self.partner, self._notified(self.partner.name, "azure@example.com")
 
     def _setup_partner_sync(self, method):
         pm_id = self._crm_attach_card(self.customer_id, number="5555555555554444")

@@ -24,6 +24,7 @@ class CrmPaymentRefundWizard(models.TransientModel):
     currency_id = fields.Many2one(related="transaction_id.currency_id")
     refundable_amount = fields.Monetary(compute="_compute_refundable_amount", string="Refundable")
     amount = fields.Monetary(string="Amount to Refund", compute="_compute_amount", store=True, readonly=False)
+    summary = fields.Char(compute="_compute_summary", help="What the button will do.")
 
     @api.model
     def _crm_open_for(self, invoice=None, transaction=None):
@@ -64,6 +65,22 @@ class CrmPaymentRefundWizard(models.TransientModel):
     def _compute_amount(self):
         for wizard in self:
             wizard.amount = wizard.refundable_amount
+
+    @api.depends("amount", "transaction_id")
+    def _compute_summary(self):
+        for wizard in self:
+            tx = wizard.transaction_id.sudo()
+            wizard.summary = (
+                _(
+                    "Refund %(amount)s of %(reference)s to %(partner)s (%(method)s)?",
+                    amount=format_amount(wizard.env, wizard.amount, tx.currency_id),
+                    reference=tx.reference,
+                    partner=tx.partner_id.display_name,
+                    method=tx.token_id._crm_label() if tx.token_id else tx.payment_method_id.name,
+                )
+                if tx
+                else False
+            )
 
     def action_refund(self):
         self.ensure_one()
