@@ -172,6 +172,22 @@ class TestBackofficeUx(CrmPaymentCommon, HttpCase):
         subscription.action_cancel()
         self.assertEqual(visible_buttons(subscription, xmlid), ["Reactivate"])
 
+    def test_tour_charge_saved_card_and_cancel_at_period_end(self):
+        """In the browser: the dialogs say what they will do, the form what was done."""
+        self._crm_save_card()
+        invoice = self._crm_invoice(120.0)
+        self.start_tour(
+            f"/odoo/account.move/{invoice.id}", "crm_payment_charge_saved_card_tour", login="crm_accountant"
+        )
+        self.assertTrue(self._crm_reconciled(invoice))
+        subscription = self._subscription()
+        self.start_tour(
+            f"/odoo/crm.subscription/{subscription.id}",
+            "crm_subscription_cancel_at_period_end_tour",
+            login="crm_salesman",
+        )
+        self.assertEqual(subscription.end_date, date(2030, 1, 14))
+
     # --- the partner's Stripe tab --------------------------------------------------------------
 
     def test_payment_profile_counts_match_rows_and_average_divides_the_net_total(self):
