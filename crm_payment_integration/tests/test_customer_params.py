@@ -1,8 +1,41 @@
-"""What Stripe receives about a partner."""
+"""What Stripe receives about a partner.
+
+localstripe accepts what Stripe refuses (several email addresses, any length) and ignores
+idempotency keys, so the requests are captured at the HTTP-client boundary, and Stripe's replay
+of a key's first answer is played there (:class:`StripeReplay`), in front of localstripe.
+"""
 
 import unittest
+from unittest.mock import patch
+
+from odoo.tests import tagged
 
 from ..services import params
+from .common import CrmStripeCommon, StripeHttpMock, _flatten_form
+
+
+class StripeReplay(StripeHttpMock):
+    """Stripe's idempotency in front of localstripe: a POST whose ``Idempotency-Key`` was seen
+    gets the first answer again, with ``Idempotent-Replayed: true``, as Stripe does for 24 hours
+    (https://docs.stripe.com/api/idempotent_requests). Every request is recorded."""
+
+    def __init__(self):
+        super().__init__({}, passthrough=True)
+        self.answers = {}
+
+    def request(self, method, url, headers, post_data=None):
+        key = headers.get("Idempotency-Key") if method.lower() == "post" else None
+        if key in self.answers:
+            path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+            self.requests.append(
+                {"method": method, "url": url, "path": path, "headers": headers, "data": post_data}
+            )
+            content, status, response_headers = self.answers[key]
+            return content, status, {**dict(response_headers), "Idempotent-Replayed": "true"}
+        answer = super().request(method, url, headers, post_data)
+        if key:
+            self.answers[key] = answer
+        return answer
 
 
 class TestCustomerParamsUnit(unittest.TestCase):
@@ -97,3 +130,109 @@ class TestCustomerParamsUnit(unittest.TestCase):
         self.assertEqual(params.tax_id("CHE123456789", "CH"), ("ch_vat", "CHE-123.456.789 MWST"))
         self.assertEqual(params.tax_id("BE12", "BE"), ("eu_vat", None))
         self.assertEqual(params.tax_id("12-3456789", "US"), (None, None))  # no type sent for the US
+
+
+@tagged("post_install", "-at_install")
+class TestCustomerParams(CrmStripeCommon):
+    """Partner <-> Stripe Customer, the parameters as Stripe receives them."""
+
+    def setUp(self):
+        super().setUp()
+        self.stripe = StripeReplay()
+        patcher = patch.object(
+            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=self.stripe
+        )
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def _posts(self, path):
+        return [r for r in self.stripe.requests if r["method"] == "post" and r["path"] == path]
+
+    def _sent(self, path):
+        """The form of the last POST to a path, decoded."""
+        return _flatten_form(self._posts(path)[-1]["data"])
+
+    # --- item 2: what Stripe accepts ----------------------------------------------------------
+
+    def test_email_with_several_addresses_sends_the_first(self):
+        self.partner.email = "billing@acme.example, ceo@acme.example"
+        self.partner.action_crm_stripe_sync()
+        self.assertEqual(self._sent("/v1/customers")["email"], "billing@acme.example")
+        self.assertEqual(self._crm_customer(self.partner.stripe_customer_id)["email"], "billing@acme.example")
+        # Reading the customer back does not overwrite Odoo's list with Stripe's one address.
+        self.partner.action_crm_stripe_sync()
+        self.assertEqual(self.partner.email, "billing@acme.example, ceo@acme.example")
+
+    def test_long_name_and_address_cut_on_characters(self):
+        name = "Société " + "é" * 240 + "😀" * 20
+        street = "Straße " + "ß" * 5000
+        self.partner.write({"name": name, "street": street, "street2": "a" * 4999 + "e\u0301x"})
+        self.partner.action_crm_stripe_sync()
+        sent = self._sent("/v1/customers")
+        self.assertEqual(sent["name"], name[:256])
+        self.assertEqual(len(sent["name"]), 256)
+        self.assertEqual(sent["address[line1]"], street[:5000])
+        self.assertEqual(sent["address[line2]"], "a" * 4999, "the accent is not cut from its letter")
+        # Odoo keeps its full values; the cut ones are not taken as changes made in Stripe.
+        self.partner.action_crm_stripe_sync()
+        self.assertEqual(self.partner.name, name)
+        self.assertEqual(self.partner.street, street)
+
+    def test_empty_values_left_out_on_create_cleared_on_update(self):
+        partner = self.env["res.partner"].create({"name": "Deco Addict", "is_company": True})
+        partner.action_crm_stripe_sync()
+        sent = self._sent("/v1/customers")
+        self.assertEqual(sent, {"name": "Deco Addict", "metadata[odoo_partner_id]": str(partner.id)})
+        # Emptied in Odoo: cleared in Stripe, explicitly.
+        self.partner.action_crm_stripe_sync()
+        customer_id = self.partner.stripe_customer_id
+        self.partner.write(
+            {
+                "email": False,
+                "phone": False,
+                "street": False,
+                "city": False,
+                "zip": False,
+                "state_id": False,
+                "country_id": False,
+            }
+        )
+        self.env["crm.stripe.customer"]._cron_push_pending()
+        sent = self._sent(f"/v1/customers/{customer_id}")
+        self.assertEqual((sent["email"], sent["phone"], sent["address"]), ("", "", ""))
+        customer = self._crm_customer(customer_id)
+        self.assertFalse(customer["email"])
+        self.assertFalse(customer["address"])
+
+    def test_values_stripe_refuses_are_left_out_and_said(self):
+        self.partner.write(
+            {
+                "email": "odatakeryu",
+                "country_id": self.env.ref("base.be").id,
+                "state_id": False,
+                "vat": "BE12",
+            }
+        )
+        action = self.partner.action_crm_stripe_sync()
+        customer_id = self.partner.stripe_customer_id
+        self.assertTrue(customer_id, "the rest is synchronised")
+        self.assertNotIn("email", self._sent("/v1/customers"))
+        self.assertFalse(self._posts(f"/v1/customers/{customer_id}/tax_ids"))
+        # Not reported as done: the user reads what to fix.
+        self.assertEqual(action["params"]["type"], "warning")
+        message = action["params"]["message"]
+        for expected in ("Azure Interior", "odatakeryu", "BE12"):
+            self.assertIn(expected, message)
+        binding = self.partner.crm_stripe_customer_ids
+        self.assertIn("odatakeryu", binding.sync_warning)
+        notes = self.partner.message_ids.filtered(lambda m: "odatakeryu" in (m.body or ""))
+        self.assertEqual(len(notes), 1)
+        self.assertEqual(self.partner.email, "odatakeryu", "Odoo's value stays for the user to fix")
+        # Fixed in Odoo: sent, and the sync is done.
+        self.partner.write({"email": "ap@azure.example.com", "vat": "BE0477472701"})
+        action = self.partner.action_crm_stripe_sync()
+        self.assertEqual(action["params"]["type"], "success")
+        self.assertFalse(binding.sync_warning)
+        self.assertEqual(self._crm_customer(customer_id)["email"], "ap@azure.example.com")
+        tax_ids = self.gateway.list_customer_tax_ids(customer_id)
+        self.assertEqual([t["value"] for t in tax_ids], ["BE0477472701"])
