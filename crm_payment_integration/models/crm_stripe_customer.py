@@ -1,3 +1,4 @@
+import json
 import logging
 
 from odoo import _, api, fields, models, tools
@@ -151,15 +152,19 @@ class CrmStripeCustomer(models.Model):
             self.partner_id.message_post(body=warning, subtype_xmlid="mail.mt_note")
 
     @api.model
-    def _crm_ensure_customer(self, partner, provider_sudo):
+    def _crm_ensure_customer(self, partner, provider_sudo, replacing=None):
         """Return the binding of a partner's commercial entity, creating the Stripe Customer.
 
-        The partner's row is locked while the customer is created, and the idempotency key is
-        derived from the partner, so two clicks, two workers or a crash followed by a retry end
-        with one customer.
+        The partner's row is locked while the customer is created. The idempotency key names the
+        intention, not the record: this partner, with these parameters, as its first customer
+        or as the replacement of a customer deleted in Stripe. Two clicks, two workers or a
+        crash followed by a retry send the same key and end with one customer; after a deletion
+        the key is new, so Stripe creates a customer instead of replaying the deleted one (it
+        replays a key's first answer for 24 hours).
 
         :param recordset partner: `res.partner`
         :param recordset provider_sudo: the Stripe `payment.provider`, sudo
+        :param str replacing: the id of the partner's customer just found deleted in Stripe
         :return: the binding, sudo
         :raise UserError: when Stripe refuses
         """
@@ -168,20 +173,40 @@ class CrmStripeCustomer(models.Model):
         if binding_sudo:
             return binding_sudo
         # Serialise concurrent creations for this partner in this database.
-        self.env.cr.execute("SELECT id, write_date FROM res_partner WHERE id = %s FOR UPDATE", [partner.id])
-        __, write_date = self.env.cr.fetchone()
+        self.env.cr.execute("SELECT id FROM res_partner WHERE id = %s FOR UPDATE", [partner.id])
         binding_sudo = self._crm_find(partner, provider_sudo)
         if binding_sudo:
             return binding_sudo
-        idempotency_key = make_idempotency_key(
-            provider_sudo._crm_database_uuid(),
-            "customer",
-            provider_sudo.id,
-            partner.id,
-            write_date,
-        )
         params, left_out = self._crm_customer_params(partner)
-        customer = provider_sudo._crm_stripe_call("create_customer", params, idempotency_key)
+        gateway = provider_sudo._crm_stripe_gateway()
+        previous = replacing
+        for __ in range(5):
+            idempotency_key = make_idempotency_key(
+                provider_sudo._crm_database_uuid(),
+                "customer",
+                provider_sudo.id,
+                partner.id,
+                previous or "first",
+                json.dumps(params, sort_keys=True),
+            )
+            try:
+                customer = gateway.create_customer(params, idempotency_key)
+                if not gateway.last_replayed or gateway.retrieve_customer(customer["id"]):
+                    break
+            except StripeGatewayError as error:
+                utils.raise_user_error(error, provider_sudo)
+            # Stripe replayed a customer this key created earlier and that was deleted since:
+            # a new customer is a new intention, named after the one it replaces.
+            _logger.info("stripe replayed deleted customer %s for partner %s", customer["id"], partner.id)
+            previous = customer["id"]
+        else:
+            raise UserError(
+                _(
+                    "Stripe keeps answering with deleted customers for %(partner)s. Try again "
+                    "tomorrow, when Stripe has forgotten the earlier requests.",
+                    partner=partner.display_name,
+                )
+            )
         binding_sudo = self.sudo().create(
             {
                 "partner_id": partner.id,
@@ -244,12 +269,16 @@ class CrmStripeCustomer(models.Model):
                 self.stripe_customer_id,
                 tax_type,
                 value,
+                # The intention is "add this number to a customer holding these tax ids": the
+                # same number added again after it was replaced is a new one (Stripe would
+                # replay the deleted tax id for 24 hours).
                 make_idempotency_key(
                     provider_sudo._crm_database_uuid(),
                     "tax_id",
                     self.stripe_customer_id,
                     tax_type,
                     value,
+                    ",".join(sorted(t["id"] for t in existing)) or "none",
                 ),
             )
         except StripeGatewayError as error:

@@ -331,9 +331,10 @@ class ResPartner(models.Model):
         warnings = []
         for partner in partners:
             binding_sudo = Binding._crm_ensure_customer(partner, provider_sudo)
+            deleted_id = binding_sudo.stripe_customer_id
             if not binding_sudo._crm_pull():
-                # Deleted in Stripe meanwhile: start over with a new customer.
-                binding_sudo = Binding._crm_ensure_customer(partner, provider_sudo)
+                # Deleted in Stripe meanwhile: start over with a new customer (a new intention).
+                binding_sudo = Binding._crm_ensure_customer(partner, provider_sudo, replacing=deleted_id)
                 binding_sudo._crm_pull()
             if binding_sudo.sync_warning:
                 warnings.append(binding_sudo.sync_warning)

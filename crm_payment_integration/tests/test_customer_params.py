@@ -1,4 +1,4 @@
-"""What Stripe receives about a partner.
+"""What Stripe receives about a partner, and the keys naming each creation.
 
 localstripe accepts what Stripe refuses (several email addresses, any length) and ignores
 idempotency keys, so the requests are captured at the HTTP-client boundary, and Stripe's replay
@@ -11,6 +11,7 @@ from unittest.mock import patch
 from odoo.tests import tagged
 
 from ..services import params
+from ..services.gateway import StripeGateway
 from .common import CrmStripeCommon, StripeHttpMock, _flatten_form
 
 
@@ -122,6 +123,19 @@ class TestCustomerParamsUnit(unittest.TestCase):
         joined = params.join_ids(ids)
         self.assertLessEqual(len(joined), 500)
         self.assertEqual([int(i) for i in joined.split(",")], ids[: len(joined.split(","))])
+
+    def test_gateway_tells_a_replayed_creation(self):
+        """Stripe marks an answer replayed for a key it saw (``Idempotent-Replayed``)."""
+        stripe_mock = StripeReplay()
+        stripe_mock.passthrough = None
+        stripe_mock.routes[("post", "/v1/customers")] = (200, {"id": "cus_1", "object": "customer"})
+        gateway = StripeGateway("sk_test_unit", "http://stripe.invalid", http_client=stripe_mock)
+        gateway.create_customer({"name": "Acme"}, "key-1")
+        self.assertFalse(gateway.last_replayed)
+        gateway.create_customer({"name": "Acme"}, "key-1")
+        self.assertTrue(gateway.last_replayed)
+        gateway.create_customer({"name": "Acme"}, "key-2")
+        self.assertFalse(gateway.last_replayed)
 
     def test_tax_ids_normalised_or_refused(self):
         self.assertEqual(params.tax_id("BE 0477.472.701", "BE"), ("eu_vat", "BE0477472701"))
@@ -236,3 +250,63 @@ class TestCustomerParams(CrmStripeCommon):
         self.assertEqual(self._crm_customer(customer_id)["email"], "ap@azure.example.com")
         tax_ids = self.gateway.list_customer_tax_ids(customer_id)
         self.assertEqual([t["value"] for t in tax_ids], ["BE0477472701"])
+
+    # --- item 7: keys naming an intention -----------------------------------------------------
+
+    def test_customer_deleted_without_event_is_recreated_with_a_new_key(self):
+        """Stripe replays a key's first answer for 24 hours: the deleted customer, on every
+        click, when the key names the partner instead of the creation."""
+        self.partner.action_crm_stripe_sync()
+        first_id = self.partner.stripe_customer_id
+        self.gateway.client.v1.customers.delete(first_id)  # in Stripe's dashboard: no event here
+        self.partner.action_crm_stripe_sync()
+        second_id = self.partner.stripe_customer_id
+        self.assertTrue(second_id)
+        self.assertNotEqual(second_id, first_id)
+        self.assertTrue(self._crm_customer(second_id), "a live customer is linked")
+        posts = self._posts("/v1/customers")
+        self.assertEqual(len(posts), 2)
+        self.assertNotEqual(posts[0]["headers"]["Idempotency-Key"], posts[1]["headers"]["Idempotency-Key"])
+        # A second click finds the new customer: no third one.
+        self.partner.action_crm_stripe_sync()
+        self.assertEqual(self.partner.stripe_customer_id, second_id)
+        self.assertEqual(len(self._posts("/v1/customers")), 2)
+        self.assertEqual(len(self.partner.crm_stripe_customer_ids), 1)
+
+    def test_replayed_deleted_customer_is_not_linked(self):
+        """The deletion's event unlinked the partner; the next creation's key (the first one's,
+        within 24 hours) is answered with the deleted customer: it is recognised and replaced."""
+        self.partner.action_crm_stripe_sync()
+        first_id = self.partner.stripe_customer_id
+        self.gateway.client.v1.customers.delete(first_id)
+        self.partner.crm_stripe_customer_ids._crm_unlink_deleted_customer()
+        self.partner.action_crm_stripe_sync()
+        self.assertNotEqual(self.partner.stripe_customer_id, first_id)
+        self.assertTrue(self._crm_customer(self.partner.stripe_customer_id))
+
+    def test_same_creation_retried_reuses_its_key(self):
+        """A creation whose link was lost (a rollback) is the same intention: Stripe's first
+        customer comes back, not a second one."""
+        Binding = self.env["crm.stripe.customer"]
+        first = Binding._crm_ensure_customer(self.partner, self.provider)
+        customer_id = first.stripe_customer_id
+        first.unlink()
+        second = Binding._crm_ensure_customer(self.partner, self.provider)
+        self.assertEqual(second.stripe_customer_id, customer_id)
+        posts = self._posts("/v1/customers")
+        self.assertEqual(posts[0]["headers"]["Idempotency-Key"], posts[1]["headers"]["Idempotency-Key"])
+
+    def test_vat_number_set_again_gets_a_new_tax_id(self):
+        """A → B → A: adding A again is a new intention, not a replay of the deleted tax id."""
+        self.partner.write(
+            {"country_id": self.env.ref("base.be").id, "state_id": False, "vat": "BE0477472701"}
+        )
+        self.partner.action_crm_stripe_sync()
+        customer_id = self.partner.stripe_customer_id
+        for vat in ("BE0403170701", "BE0477472701"):
+            self.partner.vat = vat
+            self.env["crm.stripe.customer"]._cron_push_pending()
+        tax_ids = self.gateway.list_customer_tax_ids(customer_id)
+        self.assertEqual([t["value"] for t in tax_ids], ["BE0477472701"])
+        keys = [r["headers"]["Idempotency-Key"] for r in self._posts(f"/v1/customers/{customer_id}/tax_ids")]
+        self.assertEqual(len(set(keys)), 3)
