@@ -149,3 +149,14 @@ HARD_DECLINE_CODES = {
     "security_violation",
     "stop_payment_order",
 }
+
+# What Stripe accepts in the parameters built from Odoo's data (its API reference: lengths are in
+# characters). See https://docs.stripe.com/api/customers/create and
+# https://docs.stripe.com/api/metadata.
+CUSTOMER_NAME_MAX = 256
+CUSTOMER_EMAIL_MAX = 512
+CUSTOMER_PHONE_MAX = 20
+ADDRESS_FIELD_MAX = 5000  # line1, line2, city, postal_code, state
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX = 40
+METADATA_VALUE_MAX = 500

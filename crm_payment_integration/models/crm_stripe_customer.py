@@ -1,9 +1,11 @@
+import json
 import logging
 
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError
 
 from .. import const, utils
+from ..services import params as stripe_params
 from ..services.gateway import StripeGatewayError, make_idempotency_key
 
 _logger = logging.getLogger(__name__)
@@ -59,6 +61,12 @@ class CrmStripeCustomer(models.Model):
         index=True,
     )
     last_sync_at = fields.Datetime(string="Last Synchronisation", readonly=True)
+    sync_warning = fields.Text(
+        string="Not Sent to Stripe",
+        readonly=True,
+        help="The partner's values Stripe would refuse, left out of the last synchronisation, "
+        "and what to fix.",
+    )
 
     _sql_constraints = [
         (
@@ -81,41 +89,82 @@ class CrmStripeCustomer(models.Model):
     # === BUSINESS METHODS - ODOO TO STRIPE === #
 
     @api.model
-    def _crm_customer_values(self, partner):
-        """Return the Stripe Customer parameters describing a commercial partner.
+    def _crm_customer_params(self, partner, update=False):
+        """Return the Stripe Customer parameters describing a commercial partner, within what
+        Stripe accepts, and the values left out (see :mod:`..services.params`).
 
         :param recordset partner: `res.partner`, commercial
-        :rtype: dict
+        :param bool update: parameters of an update (empty values clear Stripe's)
+        :return: ``(params, left_out)``
+        :rtype: tuple
         """
-        values = {
-            "name": partner.name or "",
-            "email": partner.email or "",
-            "phone": partner.phone or partner.mobile or "",
-            "metadata": {"odoo_partner_id": str(partner.id)},
-        }
-        address = {
-            "line1": partner.street,
-            "line2": partner.street2,
-            "city": partner.city,
-            "postal_code": partner.zip,
-            "state": partner.state_id.code,
-            "country": partner.country_id.code,
-        }
-        address = {key: value for key, value in address.items() if value}
-        if address:
-            values["address"] = address
-        return values
+        return stripe_params.customer_params(
+            {
+                "name": partner.name,
+                "email": partner.email,
+                "phone": partner.phone,
+                "mobile": partner.mobile,
+                "street": partner.street,
+                "street2": partner.street2,
+                "city": partner.city,
+                "zip": partner.zip,
+                "state": partner.state_id.code,
+                "country": partner.country_id.code,
+                "metadata": {"odoo_partner_id": partner.id},
+            },
+            update=update,
+        )
 
     @api.model
-    def _crm_ensure_customer(self, partner, provider_sudo):
+    def _crm_left_out_message(self, left_out):
+        """Return what a person must fix for values left out of Stripe, in words."""
+        reasons = {
+            "invalid_email": _(
+                "the email %(value)s holds no address Stripe accepts: write one plain address "
+                "(name@example.com) first"
+            ),
+            "invalid_phone": _(
+                "the phone number %(value)s is not one number of at most 20 characters: keep one "
+                "number per field"
+            ),
+            "invalid_country": _("the country code %(value)s is not an ISO 3166 code"),
+            "invalid_tax_id": _("the VAT number %(value)s is not valid for its country: correct it"),
+            "refused_tax_id": _("Stripe refused the VAT number %(value)s: correct it"),
+        }
+        return "; ".join(reasons[item.reason] % {"value": item.value} for item in left_out)
+
+    def _crm_report_left_out(self, left_out):
+        """Keep on the binding what was not sent to Stripe, and tell it once on the partner."""
+        self.ensure_one()
+        warning = (
+            _(
+                "Not sent to Stripe for %(partner)s: %(reasons)s.",
+                partner=self.partner_id.display_name,
+                reasons=self._crm_left_out_message(left_out),
+            )
+            if left_out
+            else False
+        )
+        if warning == (self.sync_warning or False):
+            return
+        self.sync_warning = warning
+        if warning:
+            self.partner_id.message_post(body=warning, subtype_xmlid="mail.mt_note")
+
+    @api.model
+    def _crm_ensure_customer(self, partner, provider_sudo, replacing=None):
         """Return the binding of a partner's commercial entity, creating the Stripe Customer.
 
-        The partner's row is locked while the customer is created, and the idempotency key is
-        derived from the partner, so two clicks, two workers or a crash followed by a retry end
-        with one customer.
+        The partner's row is locked while the customer is created. The idempotency key names the
+        intention, not the record: this partner, with these parameters, as its first customer
+        or as the replacement of a customer deleted in Stripe. Two clicks, two workers or a
+        crash followed by a retry send the same key and end with one customer; after a deletion
+        the key is new, so Stripe creates a customer instead of replaying the deleted one (it
+        replays a key's first answer for 24 hours).
 
         :param recordset partner: `res.partner`
         :param recordset provider_sudo: the Stripe `payment.provider`, sudo
+        :param str replacing: the id of the partner's customer just found deleted in Stripe
         :return: the binding, sudo
         :raise UserError: when Stripe refuses
         """
@@ -124,21 +173,40 @@ class CrmStripeCustomer(models.Model):
         if binding_sudo:
             return binding_sudo
         # Serialise concurrent creations for this partner in this database.
-        self.env.cr.execute("SELECT id, write_date FROM res_partner WHERE id = %s FOR UPDATE", [partner.id])
-        __, write_date = self.env.cr.fetchone()
+        self.env.cr.execute("SELECT id FROM res_partner WHERE id = %s FOR UPDATE", [partner.id])
         binding_sudo = self._crm_find(partner, provider_sudo)
         if binding_sudo:
             return binding_sudo
-        idempotency_key = make_idempotency_key(
-            provider_sudo._crm_database_uuid(),
-            "customer",
-            provider_sudo.id,
-            partner.id,
-            write_date,
-        )
-        customer = provider_sudo._crm_stripe_call(
-            "create_customer", self._crm_customer_values(partner), idempotency_key
-        )
+        params, left_out = self._crm_customer_params(partner)
+        gateway = provider_sudo._crm_stripe_gateway()
+        previous = replacing
+        for __ in range(5):
+            idempotency_key = make_idempotency_key(
+                provider_sudo._crm_database_uuid(),
+                "customer",
+                provider_sudo.id,
+                partner.id,
+                previous or "first",
+                json.dumps(params, sort_keys=True),
+            )
+            try:
+                customer = gateway.create_customer(params, idempotency_key)
+                if not gateway.last_replayed or gateway.retrieve_customer(customer["id"]):
+                    break
+            except StripeGatewayError as error:
+                utils.raise_user_error(error, provider_sudo)
+            # Stripe replayed a customer this key created earlier and that was deleted since:
+            # a new customer is a new intention, named after the one it replaces.
+            _logger.info("stripe replayed deleted customer %s for partner %s", customer["id"], partner.id)
+            previous = customer["id"]
+        else:
+            raise UserError(
+                _(
+                    "Stripe keeps answering with deleted customers for %(partner)s. Try again "
+                    "tomorrow, when Stripe has forgotten the earlier requests.",
+                    partner=partner.display_name,
+                )
+            )
         binding_sudo = self.sudo().create(
             {
                 "partner_id": partner.id,
@@ -147,7 +215,8 @@ class CrmStripeCustomer(models.Model):
                 "last_sync_at": fields.Datetime.now(),
             }
         )
-        binding_sudo._crm_push_tax_ids()
+        left_out += binding_sudo._crm_push_tax_ids()
+        binding_sudo._crm_report_left_out(left_out)
         partner.message_post(
             body=_("Stripe customer %(customer)s created.", customer=customer["id"]),
             subtype_xmlid="mail.mt_note",
@@ -164,59 +233,65 @@ class CrmStripeCustomer(models.Model):
         """Send the partner's current details to its Stripe customer."""
         for binding_sudo in self.sudo():
             provider_sudo = binding_sudo.provider_id
+            params, left_out = self._crm_customer_params(binding_sudo.partner_id, update=True)
             customer = provider_sudo._crm_stripe_call(
-                "update_customer",
-                binding_sudo.stripe_customer_id,
-                self._crm_customer_values(binding_sudo.partner_id),
+                "update_customer", binding_sudo.stripe_customer_id, params
             )
-            binding_sudo._crm_push_tax_ids()
+            left_out += binding_sudo._crm_push_tax_ids()
+            binding_sudo._crm_report_left_out(left_out)
             binding_sudo.write({"needs_push": False, "last_sync_at": fields.Datetime.now()})
             _logger.info(
                 "pushed partner %s to stripe customer %s", binding_sudo.partner_id.id, customer["id"]
             )
 
     def _crm_push_tax_ids(self):
-        """Make the customer's tax id in Stripe match the partner's VAT number."""
+        """Make the customer's tax id in Stripe match the partner's VAT number.
+
+        A VAT number Stripe would refuse (malformed) or refuses is left out: it never blocks the
+        rest of the synchronisation.
+
+        :return: the values left out, a list of :class:`..services.params.LeftOut`
+        :rtype: list
+        """
         self.ensure_one()
         partner = self.partner_id
-        tax_type = const.TAX_ID_TYPES.get(partner.country_id.code or "")
-        if not (partner.vat and tax_type):
-            return
+        tax_type, value = stripe_params.tax_id(partner.vat, partner.country_id.code)
+        if not tax_type:
+            return []
+        if not value:
+            return [stripe_params.LeftOut("vat", partner.vat, "invalid_tax_id")]
         provider_sudo = self.provider_id
         existing = provider_sudo._crm_stripe_call("list_customer_tax_ids", self.stripe_customer_id)
-        if any(t["type"] == tax_type and t["value"] == partner.vat for t in existing):
-            return
+        if any(t["type"] == tax_type and t["value"] == value for t in existing):
+            return []
         try:
             provider_sudo._crm_stripe_gateway().create_customer_tax_id(
                 self.stripe_customer_id,
                 tax_type,
-                partner.vat,
+                value,
+                # The intention is "add this number to a customer holding these tax ids": the
+                # same number added again after it was replaced is a new one (Stripe would
+                # replay the deleted tax id for 24 hours).
                 make_idempotency_key(
                     provider_sudo._crm_database_uuid(),
                     "tax_id",
                     self.stripe_customer_id,
                     tax_type,
-                    partner.vat,
+                    value,
+                    ",".join(sorted(t["id"] for t in existing)) or "none",
                 ),
             )
         except StripeGatewayError as error:
             if error.kind != "invalid_request":
                 utils.raise_user_error(error, provider_sudo)
             # Stripe validates tax ids by country; an invalid VAT must not block the sync.
-            partner.message_post(
-                body=_(
-                    "Stripe refused the VAT number %(vat)s: %(reason)s",
-                    vat=partner.vat,
-                    reason=error.message,
-                ),
-                subtype_xmlid="mail.mt_note",
-            )
-            return
+            return [stripe_params.LeftOut("vat", f"{partner.vat} ({error.message})", "refused_tax_id")]
         for tax_id in existing:
-            if tax_id["type"] == tax_type and tax_id["value"] != partner.vat:
+            if tax_id["type"] == tax_type and tax_id["value"] != value:
                 provider_sudo._crm_stripe_call(
                     "delete_customer_tax_id", self.stripe_customer_id, tax_id["id"]
                 )
+        return []
 
     @api.model
     def _cron_push_pending(self, limit=200):
@@ -270,27 +345,37 @@ class CrmStripeCustomer(models.Model):
     def _crm_partner_values_from_customer(self, customer):
         """Return the partner fields that differ from the Stripe customer.
 
+        A value equal to what Odoo sends for the partner (its first valid email, its name cut
+        to Stripe's length, ...) is no change; a value Odoo left out is Odoo's to fix.
+
         :param dict customer: a Stripe Customer object
         :rtype: dict
         """
         self.ensure_one()
         partner = self.partner_id
+        sent, left_out = self._crm_customer_params(partner, update=True)
+        skipped = {item.field for item in left_out}
         values = {}
-        if customer.get("name") and customer["name"] != partner.name:
+        if customer.get("name") and customer["name"] != sent.get("name"):
             values["name"] = customer["name"]
-        if (customer.get("email") or False) != (partner.email or False):
+        if "email" not in skipped and (customer.get("email") or "") != sent.get("email", ""):
             values["email"] = customer.get("email") or False
-        if customer.get("phone") and customer["phone"] not in (partner.phone, partner.mobile):
-            values["phone"] = customer["phone"]
+        if customer.get("phone") and "phone" not in skipped and "mobile" not in skipped:
+            if customer["phone"] != sent.get("phone"):
+                values["phone"] = customer["phone"]
         address = customer.get("address") or {}
+        sent_address = sent.get("address") or {}
         if address:
             country = partner.country_id
-            if address.get("country") and address["country"] != country.code:
+            if (
+                address.get("country")
+                and "country_id" not in skipped
+                and address["country"] != sent_address.get("country")
+            ):
                 country = self.env["res.country"].search([("code", "=", address["country"].upper())], limit=1)
                 if country:
                     values["country_id"] = country.id
-            state = partner.state_id
-            if address.get("state") and address["state"] not in (state.code, state.name):
+            if address.get("state") and address["state"] != sent_address.get("state"):
                 state = self.env["res.country.state"].search(
                     [
                         ("country_id", "=", country.id),
@@ -300,7 +385,7 @@ class CrmStripeCustomer(models.Model):
                     ],
                     limit=1,
                 )
-                if state:
+                if state and state != partner.state_id:
                     values["state_id"] = state.id
             for stripe_key, field in (
                 ("line1", "street"),
@@ -308,7 +393,7 @@ class CrmStripeCustomer(models.Model):
                 ("city", "city"),
                 ("postal_code", "zip"),
             ):
-                if (address.get(stripe_key) or False) != (partner[field] or False):
+                if (address.get(stripe_key) or "") != (sent_address.get(stripe_key) or ""):
                     values[field] = address.get(stripe_key) or False
         return values
 

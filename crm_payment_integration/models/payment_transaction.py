@@ -9,6 +9,7 @@ from odoo.tools.misc import hmac as hmac_tool
 from odoo.addons.payment import utils as payment_utils
 
 from .. import const, utils
+from ..services import params as stripe_params
 from ..services.gateway import StripeGatewayError, make_idempotency_key
 
 _logger = logging.getLogger(__name__)
@@ -151,10 +152,11 @@ class PaymentTransaction(models.Model):
             metadata["odoo_subscription_id"] = str(subscription.id)
             metadata["odoo_period_start"] = str(self.invoice_ids.crm_period_start)
         elif self.invoice_ids:
-            metadata["odoo_invoice_ids"] = ",".join(str(i) for i in self.invoice_ids.ids)
+            # Whole ids only, within Stripe's 500 characters (the reference finds the rest).
+            metadata["odoo_invoice_ids"] = stripe_params.join_ids(self.invoice_ids.ids)
         if self.crm_lead_id:
             metadata["odoo_lead_id"] = str(self.crm_lead_id.id)
-        return metadata
+        return stripe_params.metadata(metadata)
 
     def _crm_idempotency_key(self, scope, *parts):
         self.ensure_one()

@@ -349,9 +349,22 @@ class ResPartner(models.Model):
         Binding = self.env["crm.stripe.customer"]
         partners = self.commercial_partner_id
         partners.check_access("write")
+        warnings = []
         for partner in partners:
             binding_sudo = Binding._crm_ensure_customer(partner, provider_sudo)
+            deleted_id = binding_sudo.stripe_customer_id
             if not binding_sudo._crm_pull():
-                # Deleted in Stripe meanwhile: start over with a new customer.
-                Binding._crm_ensure_customer(partner, provider_sudo)._crm_pull()
+                # Deleted in Stripe meanwhile: start over with a new customer (a new intention).
+                binding_sudo = Binding._crm_ensure_customer(partner, provider_sudo, replacing=deleted_id)
+                binding_sudo._crm_pull()
+            if binding_sudo.sync_warning:
+                warnings.append(binding_sudo.sync_warning)
+        if warnings:
+            # Never "done" when Stripe did not get everything: say what to fix.
+            return utils.notification(
+                "\n".join(warnings),
+                title=_("Synchronised, with values left out"),
+                kind="warning",
+                sticky=True,
+            )
         return utils.notification(_("%(count)s partner(s) synchronised with Stripe.", count=len(partners)))

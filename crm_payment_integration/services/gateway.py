@@ -158,6 +158,9 @@ class StripeGateway:
     """
 
     _local = threading.local()
+    # Whether the last create call was answered from Stripe's idempotency cache (Stripe's
+    # ``Idempotent-Replayed`` response header).
+    last_replayed = False
 
     def __init__(
         self,
@@ -243,9 +246,26 @@ class StripeGateway:
             raise
 
     def _create(self, operation, func, *args, idempotency_key=None, **kwargs):
+        """Run a create call with its idempotency key; :attr:`last_replayed` then says whether
+        Stripe answered with the object an earlier request with the same key created (which
+        may have been deleted since)."""
         if not idempotency_key:
             raise ValueError(f"stripe {operation} needs an idempotency key")
-        return self._call(operation, func, *args, options={"idempotency_key": idempotency_key}, **kwargs)
+        answer = {}
+
+        def create():
+            answer["object"] = func(*args, options={"idempotency_key": idempotency_key}, **kwargs)
+            return answer["object"]
+
+        self.last_replayed = False
+        result = self._call(operation, create)
+        response = getattr(answer.get("object"), "last_response", None)
+        headers = getattr(response, "headers", None) or {}
+        self.last_replayed = any(
+            name.lower() == "idempotent-replayed" and str(value).lower() == "true"
+            for name, value in headers.items()
+        )
+        return result
 
     # --- customers ------------------------------------------------------------------------
 

@@ -11,3 +11,4 @@ from . import test_subscriptions
 from . import test_stripe_billing
 from . import test_rpc
 from . import test_backoffice_ux
+from . import test_customer_params
