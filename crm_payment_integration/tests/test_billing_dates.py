@@ -1,3 +1,4 @@
+import random
 from datetime import date, datetime, timedelta
 from importlib import util
 from pathlib import Path
@@ -63,6 +64,21 @@ class TestBillingDates(CrmPaymentCommon):
 
     def _periods(self, invoices):
         return [(m.invoice_date, m.crm_period_start, m.crm_period_end) for m in invoices]
+
+    def test_periods_tile_the_calendar_from_any_anchor(self):
+        """Whatever the anchor, unit, interval and day: the day is in exactly one period, and
+        the period after a period start is the next one (no gap, no overlap, no drift)."""
+        rng = random.Random(8)
+        for __ in range(3000):
+            anchor = date(2024, 1, 1) + timedelta(days=rng.randrange(3000))
+            unit, number = rng.choice(["day", "week", "month", "year"]), rng.randint(1, 4)
+            day = anchor + timedelta(days=rng.randrange(-2000, 3000))
+            index = billing_dates.period_index(anchor, unit, number, day)
+            start = billing_dates.period_start(anchor, unit, number, index)
+            following = billing_dates.period_start(anchor, unit, number, index + 1)
+            self.assertTrue(start <= day < following, (anchor, unit, number, day))
+            self.assertEqual(billing_dates.next_period_start(anchor, unit, number, start), following)
+            self.assertEqual(billing_dates.previous_period_start(anchor, unit, number, following), start)
 
     # === BILLING === #
 
