@@ -1,24 +1,21 @@
 import logging
 import threading
 import time
-from datetime import date
+from collections import defaultdict
+from datetime import date, datetime, timezone
 
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.osv import expression
 
+from .. import billing_dates
 from ..const import HARD_DECLINE_CODES
 from .crm_payment_event import EventBatch
 
 _logger = logging.getLogger(__name__)
 
-INTERVALS = {
-    "day": lambda n: relativedelta(days=n),
-    "week": lambda n: relativedelta(weeks=n),
-    "month": lambda n: relativedelta(months=n),
-    "year": lambda n: relativedelta(years=n),
-}
 # Months per interval unit, to normalise recurring revenue per month.
 MONTHS_PER_UNIT = {"day": 12 / 365.0, "week": 12 / 52.0, "month": 1.0, "year": 12.0}
 
@@ -59,10 +56,18 @@ class CrmSubscription(models.Model):
         required=True,
         default="month",
     )
-    start_date = fields.Date(required=True, default=fields.Date.context_today, tracking=True)
+    start_date = fields.Date(required=True, default=lambda self: self._crm_today(), tracking=True)
     trial_end_date = fields.Date(string="Trial End", tracking=True)
     # Not tracked: it moves every period, and each period has its invoice.
     next_invoice_date = fields.Date(index=True, copy=False)
+    billing_anchor_date = fields.Date(
+        string="Billing Anchor",
+        readonly=True,
+        copy=False,
+        help="The day every billing period is counted from: from 31 January, the 28th of February "
+        "(29th in a leap year), the 31st of March, the 30th of April... Set when billing starts "
+        "(the start, or the trial's end), and when it starts again after a pause or a cancellation.",
+    )
     end_date = fields.Date(
         tracking=True, help="The subscription expires after the period ending on this date."
     )
@@ -158,7 +163,7 @@ class CrmSubscription(models.Model):
         if self.template_id:
             self.update(
                 self.template_id._crm_subscription_values(
-                    self.start_date or fields.Date.context_today(self), self.currency_id
+                    self.start_date or self._crm_today(), self.currency_id
                 )
             )
 
@@ -168,7 +173,9 @@ class CrmSubscription(models.Model):
             if vals.get("template_id") and not vals.get("line_ids"):
                 # Created from a plan by code (an opportunity, an import): the plan fills it in.
                 template = self.env["crm.subscription.template"].browse(vals["template_id"])
-                start = fields.Date.to_date(vals.get("start_date")) or fields.Date.context_today(self)
+                start = fields.Date.to_date(vals.get("start_date")) or self._crm_company_today(
+                    self.env["res.company"].browse(vals.get("company_id")) or self.env.company
+                )
                 currency = self.env["res.currency"].browse(vals.get("currency_id")) or None
                 vals.update(
                     {
@@ -179,6 +186,21 @@ class CrmSubscription(models.Model):
             if vals.get("name", _("New")) == _("New"):
                 vals["name"] = self.env["ir.sequence"].next_by_code("crm.subscription") or _("New")
         return super().create(vals_list)
+
+    def write(self, vals):
+        """A running subscription whose interval changes counts its periods from its next
+        billing date, unless that date is a period start of the new interval too."""
+        res = super().write(vals)
+        if {"interval_unit", "interval_number"} & set(vals):
+            for subscription in self.filtered(lambda s: s.billing_anchor_date and s.next_invoice_date):
+                if not billing_dates.is_period_start(
+                    subscription.billing_anchor_date,
+                    subscription.interval_unit,
+                    subscription.interval_number,
+                    subscription.next_invoice_date,
+                ):
+                    subscription.billing_anchor_date = subscription.next_invoice_date
+        return res
 
     def action_view_invoices(self):
         self.ensure_one()
@@ -202,12 +224,15 @@ class CrmSubscription(models.Model):
                 raise UserError(
                     _("Add what the customer subscribes to before starting %s.", subscription.name)
                 )
-            today = fields.Date.context_today(subscription)
+            today = subscription._crm_today()
             in_trial = subscription.trial_end_date and subscription.trial_end_date > today
+            # Stripe's default anchor: the trial's end, else the start.
+            first = subscription.trial_end_date if in_trial else subscription.start_date
             subscription.write(
                 {
                     "state": "trial" if in_trial else "active",
-                    "next_invoice_date": subscription.trial_end_date if in_trial else subscription.start_date,
+                    "next_invoice_date": first,
+                    "billing_anchor_date": first,
                 }
             )
             subscription.message_post(
@@ -227,9 +252,7 @@ class CrmSubscription(models.Model):
     def action_cancel_at_period_end(self, reason=None):
         """Cancel at the end of the period already invoiced: it ends then, without renewal."""
         for subscription in self.filtered(lambda s: s.state in ("trial", "active", "past_due", "paused")):
-            last_day = (
-                subscription.next_invoice_date or fields.Date.context_today(subscription)
-            ) - relativedelta(days=1)
+            last_day = (subscription.next_invoice_date or subscription._crm_today()) - relativedelta(days=1)
             subscription.write({"end_date": last_day, "end_by_cancellation": True})
             subscription.message_post(
                 body=_("Ends on %(date)s: %(reason)s", date=last_day, reason=reason or _("no reason given"))
@@ -240,7 +263,7 @@ class CrmSubscription(models.Model):
         """Undo a cancellation: one planned for the end of the period is dropped; a cancelled
         or expired subscription starts a new period today."""
         for subscription in self:
-            today = fields.Date.context_today(subscription)
+            today = subscription._crm_today()
             if subscription.state in ("trial", "active", "past_due", "paused") and subscription.end_date:
                 subscription.write({"end_date": False, "end_by_cancellation": False})
                 subscription.message_post(body=_("Reactivated: it goes on after the current period."))
@@ -263,6 +286,9 @@ class CrmSubscription(models.Model):
                     "end_date": False,
                     "end_by_cancellation": False,
                     "next_invoice_date": subscription.trial_end_date if in_trial else start,
+                    "billing_anchor_date": subscription._crm_restart_anchor(
+                        subscription.trial_end_date if in_trial else start
+                    ),
                     "dunning_attempts": 0,
                     # Unpaid invoices are charged again at the next run.
                     "dunning_next_date": today if unpaid else False,
@@ -282,20 +308,114 @@ class CrmSubscription(models.Model):
         return True
 
     def action_resume(self):
-        """Resume a paused subscription: billing starts again today, for a full period."""
+        """Resume a paused subscription: within the period already invoiced, billing goes on at
+        its end; later, it starts again today, for a full period counted from today."""
         for subscription in self.filtered(lambda s: s.state == "paused"):
-            today = fields.Date.context_today(subscription)
+            today = subscription._crm_today()
+            restart = max(subscription.next_invoice_date or today, today)
             subscription.write(
-                {"state": "active", "next_invoice_date": max(subscription.next_invoice_date or today, today)}
+                {
+                    "state": "active",
+                    "next_invoice_date": restart,
+                    "billing_anchor_date": subscription._crm_restart_anchor(restart),
+                }
             )
             subscription.message_post(body=_("Resumed."))
         return True
 
-    # === BILLING === #
+    # === DATES === #
 
-    def _period_delta(self):
+    @api.model
+    def _crm_company_tz(self, company):
+        """Return the time zone whose days a company bills by.
+
+        The time zone of the company's own contact when someone set it, else that of its working
+        hours (what Odoo's HR, leaves and digests take as the company's; always set), else UTC.
+        Never the time zone of whoever runs the code: a cron runs as OdooBot, without one, and a
+        salesperson travels; one day per company also lets the billing run find what is due in
+        one query.
+        """
+        company = company.sudo()
+        return company.partner_id.tz or company.resource_calendar_id.tz or "UTC"
+
+    @api.model
+    def _crm_company_today(self, company, now=None):
+        """Return the day it is at ``now`` in ``company``'s time zone.
+
+        :param now: a UTC datetime (naive, as Odoo stores them, or aware); a date, taken as the
+            day itself (tests walking through days); ``None``: now
+        :rtype: date
+        """
+        if isinstance(now, str):
+            now = fields.Datetime.to_datetime(now) if len(now) > 10 else fields.Date.to_date(now)
+        if isinstance(now, date) and not isinstance(now, datetime):
+            return now
+        if now and now.tzinfo:
+            now = now.astimezone(timezone.utc).replace(tzinfo=None)
+        tz = self._crm_company_tz(company)
+        return fields.Date.context_today(self.with_context(tz=tz), timestamp=now)
+
+    def _crm_today(self, now=None):
+        """Return the day it is for this subscription: in its company's time zone."""
+        return self._crm_company_today(self.company_id[:1] or self.env.company, now)
+
+    @api.model
+    def _crm_due_domain(self, field, now=None):
+        """Return the domain of the subscriptions whose ``field`` is today or before, today being
+        each company's own."""
+        companies = defaultdict(list)
+        for company in self.env["res.company"].sudo().search([]):
+            companies[self._crm_company_today(company, now)].append(company.id)
+        return expression.OR(
+            [[("company_id", "in", ids), (field, "<=", today)] for today, ids in companies.items()]
+        )
+
+    def _crm_billing_anchor(self):
+        """Return the day this subscription's periods are counted from (see ``billing_dates``)."""
         self.ensure_one()
-        return INTERVALS[self.interval_unit](self.interval_number)
+        if self.billing_anchor_date:
+            return self.billing_anchor_date
+        if self.next_invoice_date:  # billed before the anchor was stored
+            return billing_dates.legacy_anchor(
+                self.start_date,
+                self.trial_end_date,
+                self.next_invoice_date,
+                self.interval_unit,
+                self.interval_number,
+            )
+        return self.start_date
+
+    def _crm_next_billing_date(self, period_start):
+        """Return the start of the period following the one starting on ``period_start``."""
+        self.ensure_one()
+        return billing_dates.next_period_start(
+            self._crm_billing_anchor(), self.interval_unit, self.interval_number, period_start
+        )
+
+    def _crm_restart_anchor(self, restart):
+        """Return the anchor when billing starts again on ``restart`` (a resume, a reactivation).
+
+        As Stripe's ``billing_cycle_anchor``: unchanged when ``restart`` is a period start of the
+        current anchor (billing goes on at the end of the period already invoiced: Stripe's
+        ``unchanged``), else ``restart`` itself: a new cycle from that day (Stripe's ``now``,
+        its default on resuming; a cancelled Stripe subscription comes back as a new one).
+        """
+        self.ensure_one()
+        if not restart:
+            return self.billing_anchor_date
+        if (self.billing_anchor_date or self.next_invoice_date) and billing_dates.is_period_start(
+            self._crm_billing_anchor(), self.interval_unit, self.interval_number, restart
+        ):
+            return self._crm_billing_anchor()
+        return restart
+
+    def _crm_init_billing_anchor(self):
+        """Store the anchor of the subscriptions billed before it was stored (upgrade to 1.1)."""
+        for subscription in self.filtered(lambda s: not s.billing_anchor_date and s.next_invoice_date):
+            subscription.billing_anchor_date = subscription._crm_billing_anchor()
+        return True
+
+    # === BILLING === #
 
     @api.model
     def _cron_bill(self, now=None, batch_size=50, time_budget=50):
@@ -305,10 +425,11 @@ class CrmSubscription(models.Model):
         unique key of the invoice. One charge per invoice: the charge's idempotency key comes
         from the invoice. A crash loses at most the batch in progress; the next run resumes.
 
-        :param date now: the billing date (a parameter for tests walking through time)
+        :param now: the run's time, a UTC datetime: each company bills what is due on its own
+            day then (see :meth:`_crm_company_today`; a date is that day everywhere)
         :return: how many subscriptions were billed or retried
         """
-        today = fields.Date.to_date(now) if now else fields.Date.context_today(self)
+        now = now or fields.Datetime.now()  # one instant for the whole run
         auto_commit = not getattr(threading.current_thread(), "testing", False)
         started = time.monotonic()
         billed = 0
@@ -316,30 +437,33 @@ class CrmSubscription(models.Model):
         while time.monotonic() - started < time_budget:
             base_domain = [("managed_by", "=", "odoo"), ("id", "not in", skipped)]
             due = self.search(
-                base_domain + [("state", "in", ("trial", "active")), ("next_invoice_date", "<=", today)],
+                base_domain
+                + [("state", "in", ("trial", "active"))]
+                + self._crm_due_domain("next_invoice_date", now),
                 limit=batch_size,
                 order="next_invoice_date, id",
             ) or self.search(
-                base_domain + [("state", "=", "past_due"), ("dunning_next_date", "<=", today)],
+                base_domain + [("state", "=", "past_due")] + self._crm_due_domain("dunning_next_date", now),
                 limit=batch_size,
                 order="dunning_next_date, id",
             )
             if not due:
                 break
-            billed += due._bill_batch(today, skipped)
+            billed += due._bill_batch(now, skipped)
             if auto_commit:
                 self.env.cr.commit()  # pylint: disable=invalid-commit
                 # What the batch loaded is not needed again: memory stays flat over a long run.
                 self.env.invalidate_all()
         return billed
 
-    def _bill_batch(self, today, skipped):
+    def _bill_batch(self, now, skipped):
         """Bill a batch: the invoices are created and posted together, then each is charged;
         the payments Stripe confirmed are posted and reconciled together.
 
         A subscription failing with a user error is noted and skipped until the next run; the
         others go on.
 
+        :param now: the run's time (see :meth:`_cron_bill`)
         :param list skipped: ids of the subscriptions that failed, extended here
         :return: how many subscriptions were billed or retried
         """
@@ -351,18 +475,19 @@ class CrmSubscription(models.Model):
         to_charge = []
         try:
             with self.env.cr.savepoint():
-                to_charge = to_bill._bill_periods(today)
+                to_charge = to_bill._bill_periods()
         except UserError:
             for subscription in to_bill:  # one at a time, to set the failing one aside
                 try:
                     with self.env.cr.savepoint():
-                        to_charge += subscription._bill_periods(today)
+                        to_charge += subscription._bill_periods()
                 except UserError as error:
                     failed |= subscription._billing_failed(error, skipped)
         steps = [(subscription, invoice) for subscription, invoice in to_charge]
         steps += [(subscription, None) for subscription in retrying]
         for subscription, invoice in steps:
             confirmed = len(batch.confirmed)
+            today = subscription._crm_today(now)
             try:
                 with self.env.cr.savepoint():
                     if invoice:
@@ -386,7 +511,7 @@ class CrmSubscription(models.Model):
         self.message_post(body=_("Billing failed, retried at the next run: %s", error))
         return self
 
-    def _bill_periods(self, today):
+    def _bill_periods(self):
         """Invoice the period starting at each subscription's next invoice date; the invoices
         are created and posted together. A period already invoiced (a run that crashed after
         committing it) is not invoiced again.
@@ -432,7 +557,9 @@ class CrmSubscription(models.Model):
         drafts = Move.union(*(invoice for __, invoice in pairs)).filtered(lambda m: m.state == "draft")
         drafts.action_post()
         for subscription in to_bill:
-            values = {"next_invoice_date": subscription.next_invoice_date + subscription._period_delta()}
+            values = {
+                "next_invoice_date": subscription._crm_next_billing_date(subscription.next_invoice_date)
+            }
             if subscription.state == "trial":
                 values["state"] = "active"
             subscription.write(values)
@@ -443,7 +570,7 @@ class CrmSubscription(models.Model):
         waiting for it."""
         self.ensure_one()
         period_start = self.next_invoice_date
-        period_end = period_start + self._period_delta() - relativedelta(days=1)
+        period_end = self._crm_next_billing_date(period_start) - relativedelta(days=1)
         period = _("%(start)s to %(end)s", start=period_start, end=period_end)
         return {
             "move_type": "out_invoice",
@@ -519,7 +646,7 @@ class CrmSubscription(models.Model):
         )
         tx._crm_charge_off_session()
         if tx.state == "error":
-            self._payment_failed(tx, today or fields.Date.context_today(self))
+            self._payment_failed(tx, today or self._crm_today())
             return False
         return True
 
@@ -530,14 +657,16 @@ class CrmSubscription(models.Model):
         """Remind customers of renewals (a setting, 7 days ahead by default) and ask those
         whose saved card expires within 30 days for a new one; each reminder is sent once.
 
-        :param date now: the day of the run (a parameter for tests)
+        :param now: the run's time, a UTC datetime: each subscription's day is its company's
+            (see :meth:`_crm_company_today`; a date is that day everywhere)
         """
-        today = fields.Date.to_date(now) if now else fields.Date.context_today(self)
+        now = now or fields.Datetime.now()
         renewal = self.env.ref("crm_payment_integration.mail_template_crm_subscription_renewal")
         sent = 0
         for subscription in self.search(
             [("state", "=", "active"), ("next_invoice_date", "!=", False), ("managed_by", "=", "odoo")]
         ):
+            today = subscription._crm_today(now)
             days = subscription.company_id.crm_renewal_reminder_days
             due = subscription.next_invoice_date
             if (
@@ -578,12 +707,15 @@ class CrmSubscription(models.Model):
         self.ensure_one()
         if self.state not in ("active", "past_due") or not self.next_invoice_date:
             return
-        today = today or fields.Date.context_today(self)
+        today = today or self._crm_today()
+        # The period being served: the one before the next billing date, counted from the anchor.
         period_end = self.next_invoice_date
-        period_start = period_end - self._period_delta()
+        period_start = billing_dates.previous_period_start(
+            self._crm_billing_anchor(), self.interval_unit, self.interval_number, period_end
+        )
         if not period_start <= today < period_end:
             return
-        fraction = (period_end - today).days / (period_end - period_start).days
+        fraction = billing_dates.remaining_fraction(period_start, period_end, today)
         amount = self.currency_id.round((new_amount - old_amount) * fraction)
         if self.currency_id.is_zero(amount):
             return
@@ -721,7 +853,6 @@ class CrmSubscription(models.Model):
     @api.model
     def _crm_on_new_payment_method(self, partner):
         """The customer saved a new payment method: charge their past-due invoices with it now."""
-        today = fields.Date.context_today(self)
         for subscription in self.search(
             [
                 ("partner_id", "=", partner.commercial_partner_id.id),
@@ -732,7 +863,7 @@ class CrmSubscription(models.Model):
             token = partner._crm_default_token(subscription.company_id)
             if token:
                 subscription.payment_token_id = token
-                subscription._retry_payment(today)
+                subscription._retry_payment(subscription._crm_today())
 
     def _payment_recovered(self):
         self.write({"state": "active", "dunning_attempts": 0, "dunning_next_date": False})

@@ -12,3 +12,4 @@ from . import test_stripe_billing
 from . import test_rpc
 from . import test_backoffice_ux
 from . import test_customer_params
+from . import test_billing_dates
