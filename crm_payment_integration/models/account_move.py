@@ -9,6 +9,7 @@ from odoo.tools import format_amount
 from odoo.addons.payment import utils as payment_utils
 
 from .. import const, utils
+from ..utils import Ignored
 
 _logger = logging.getLogger(__name__)
 
@@ -304,18 +305,16 @@ class AccountMove(models.Model):
         """
         cache = {} if cache is None else cache
         status = remote.get("status")
-        subscription_id = utils.stripe_id(remote.get("subscription")) or utils.stripe_id(
-            ((remote.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-        )
+        subscription_id = self._crm_stripe_invoice_subscription_id(remote)
         if not subscription_id:
-            return _("Not a subscription's invoice: not mirrored.")
+            return Ignored(_("Not a subscription's invoice: not mirrored."))
         Move = self.sudo()
         move = Move.search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
         if not move:
             if status not in const.MIRRORED_INVOICE_STATUSES or status == "void":
-                return _("Invoice %(status)s in Stripe: mirrored once finalised.", status=status)
+                return Ignored(_("Invoice %(status)s in Stripe: mirrored once finalised.", status=status))
             if not remote.get("total"):
-                return _("Invoice of nothing: not mirrored.")
+                return Ignored(_("Invoice of nothing: not mirrored."))
             Subscription = self.env["crm.subscription"].sudo()
             subscription = Subscription.search(
                 [
@@ -330,7 +329,7 @@ class AccountMove(models.Model):
                     provider_sudo, remote_subscription, cache
                 )
             if not subscription:
-                return _("The invoice's subscription or customer is unknown to Stripe.")
+                return Ignored(_("The invoice's subscription or customer is unknown to Stripe."))
             move = Move._crm_create_stripe_invoice_move(provider_sudo, subscription, remote, cache)
         if status == "void":
             return move._crm_void_stripe_invoice()
@@ -339,6 +338,31 @@ class AccountMove(models.Model):
         if status == "uncollectible" and move.payment_state == "not_paid":
             move.message_post(body=_("Marked uncollectible in Stripe."))
         return _("Invoice %(name)s is %(status)s in Stripe.", name=move.name, status=status)
+
+    @api.model
+    def _crm_stripe_invoice_subscription_id(self, remote):
+        """The id of a Stripe invoice's subscription: ``subscription`` before API 2025-03-31,
+        ``parent.subscription_details.subscription`` since."""
+        return utils.stripe_id(remote.get("subscription")) or utils.stripe_id(
+            ((remote.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        )
+
+    @api.model
+    def _crm_stripe_invoice_refusal(self, provider_sudo, remote):
+        """Say why the webhook must not mirror a Stripe invoice (from the event, without asking
+        Stripe): not a subscription's, or its subscription is not mirrored per the provider's
+        Stripe Billing setting.
+
+        :param dict remote: the Stripe Invoice, as the event has it
+        :return: the reason, or ``False`` when it is mirrored
+        :rtype: Ignored | bool
+        """
+        subscription_id = self._crm_stripe_invoice_subscription_id(remote)
+        if subscription_id or provider_sudo.crm_billing_mirror == "none":
+            return self.env["crm.subscription"]._crm_stripe_mirror_refusal(
+                provider_sudo, subscription_id, remote.get("customer")
+            )
+        return Ignored(_("Not a subscription's invoice: not mirrored."))
 
     @api.model
     def _crm_create_stripe_invoice_move(self, provider_sudo, subscription, remote, cache):
