@@ -541,7 +541,8 @@ class CrmPaymentEvent(models.Model):
     def _crm_handle_stripe_subscription(self):
         """Mirror a Stripe Billing subscription as Stripe has it now (events may come in any
         order; a deleted subscription is still readable, cancelled), when the provider's Stripe
-        Billing setting mirrors it."""
+        Billing setting mirrors it. A renewal that turned past due or incomplete tells the
+        customer and the salesperson (once per payment attempt of its invoice)."""
         provider_sudo = self.provider_id
         Subscription = self.env["crm.subscription"]
         refusal = Subscription._crm_stripe_mirror_refusal(
@@ -556,11 +557,16 @@ class CrmPaymentEvent(models.Model):
         subscription = Subscription._crm_sync_stripe_subscription(provider_sudo, remote, cache)
         if not subscription:
             return Ignored(_("No customer for this subscription."))
-        return _("%(name)s is %(state)s.", name=subscription.name, state=subscription.state)
+        result = _("%(name)s is %(state)s.", name=subscription.name, state=subscription.state)
+        if self.event_type == "customer.subscription.updated":
+            told = subscription._crm_stripe_latest_invoice_needs_customer(remote, cache)
+            result = " ".join(filter(None, [result, told]))
+        return result
 
     def _crm_handle_stripe_invoice(self):
         """Mirror a Stripe Billing invoice and its payment, then its subscription's state, when
-        the provider's Stripe Billing setting mirrors its subscription."""
+        the provider's Stripe Billing setting mirrors its subscription. A payment that needs the
+        customer (authentication, a failure) tells them and the salesperson."""
         provider_sudo = self.provider_id
         Move = self.env["account.move"]
         refusal = Move._crm_stripe_invoice_refusal(provider_sudo, self._crm_event_object())
@@ -582,6 +588,10 @@ class CrmPaymentEvent(models.Model):
             )
             if remote_subscription:
                 subscription._crm_apply_stripe_subscription(remote_subscription, cache)
+        reason = const.STRIPE_INVOICE_NEEDS_CUSTOMER.get(self.event_type)
+        if move and reason:
+            told = move._crm_notify_stripe_payment_needed(remote, reason)
+            result = " ".join(filter(None, [result, told]))
         return result
 
     def _crm_handle_charge_refunded(self):

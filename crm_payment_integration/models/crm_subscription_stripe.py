@@ -364,6 +364,26 @@ class CrmSubscription(models.Model):
         subscription.write(values)
         subscription._crm_apply_stripe_items(items, currency, cache)
 
+    def _crm_stripe_latest_invoice_needs_customer(self, remote, cache=None):
+        """Tell the customer and the salesperson when the mirror's renewal waits for the
+        customer: Stripe made it past due or incomplete, and its latest invoice is open.
+
+        :param dict remote: the Stripe Subscription, as Stripe has it now
+        :return: what was done, or an empty string
+        """
+        self.ensure_one()
+        invoice_id = utils.stripe_id(remote.get("latest_invoice"))
+        if remote.get("status") not in ("past_due", "incomplete") or not invoice_id:
+            return ""
+        provider_sudo = self.stripe_provider_id.sudo()
+        invoice = provider_sudo._crm_stripe_call("retrieve_invoice", invoice_id)
+        if not invoice or invoice.get("status") != "open":
+            return ""
+        Move = self.env["account.move"].sudo()
+        Move._crm_sync_stripe_invoice(provider_sudo, invoice, cache)
+        move = Move.search([("crm_stripe_invoice_id", "=", invoice_id)], limit=1)
+        return move._crm_notify_stripe_payment_needed(invoice, "unpaid") if move else ""
+
     def _crm_apply_stripe_items(self, items, currency, cache):
         """Mirror the items as read-only lines; unchanged lines are left alone."""
         wanted = []

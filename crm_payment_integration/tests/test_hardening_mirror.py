@@ -1,4 +1,5 @@
-"""Issue 8, item 5: a Stripe account shared with other apps.
+"""Issue 8, items 5 and 8: a Stripe account shared with other apps, and mirrored Stripe Billing
+renewals that need the customer.
 
 Events are signed and posted to the webhook as Stripe sends them, around Stripe's own object
 shapes; what localstripe lacks (renewal invoices, Checkout Sessions, invoice payments) is
@@ -14,6 +15,8 @@ from odoo.tests import HttpCase, tagged
 from . import test_stripe_billing
 from .common import StripeHttpMock, stripe_event, stripe_fixture
 from .test_stripe_billing import SECRET, StripeBillingCommon
+
+HOSTED_URL = "https://invoice.stripe.com/i/acct_1Nv0FGQ9RKHgCVdK/test_YWNjdF8xTnYwRkdROVJLSGdDVmRLLF9"
 
 
 @tagged("post_install", "-at_install")
@@ -230,3 +233,113 @@ class TestHardeningMirror(StripeBillingCommon, HttpCase):
         for (event_type, (__, reason)), event in zip(expected.items(), stored, strict=True):
             self.assertEqual((event_type, event.state, event.result), (event_type, "ignored", reason))
         self.assertEqual(self._counts(), before)
+
+    # === ITEM 8: a mirrored renewal that needs the customer === #
+
+    def _past_due_renewal(self, remote, attempt=1):
+        renewal, renewed, intent = self._renewal(remote, status="open", subscription_status="past_due")
+        renewal.update(attempt_count=attempt, attempted=True, hosted_invoice_url=HOSTED_URL)
+        intent.update(
+            status="requires_action",
+            next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {}},
+            last_payment_error=None,
+        )
+        return renewal, renewed, intent
+
+    def _mails_to(self, move, partner):
+        return (
+            self.env["mail.mail"]
+            .search([("model", "=", "account.move"), ("res_id", "=", move.id)])
+            .filtered(lambda mail: partner in mail.recipient_ids)
+        )
+
+    def test_renewal_needing_authentication_tells_the_customer_and_salesperson_once(self):
+        remote = self._stripe_subscription()
+        self._import()
+        mirror = self._mirror(remote)
+        mirror.user_id = self.salesman
+        renewal, renewed, intent = self._past_due_renewal(remote)
+        http = StripeHttpMock(self._routes(renewal, renewed, intent), passthrough=True)
+        action_required = stripe_event("invoice.payment_action_required", renewal)
+        stored = self._deliver(
+            http,
+            action_required,
+            action_required,  # Stripe delivers it again
+            stripe_event("invoice.payment_action_required", renewal),  # and once more, as a new event
+            stripe_event("invoice.payment_failed", renewal),  # the same attempt failed
+            stripe_event("customer.subscription.updated", renewed),  # past due
+        )
+        self.assertEqual([event.state for event in stored], ["done"] * 5, [e.last_error for e in stored])
+        self.assertIn("Customer asked to complete the payment", stored[0].result)
+        self.assertEqual(mirror.state, "past_due")
+        invoice = mirror.invoice_ids.filtered(lambda m: m.crm_stripe_invoice_id == renewal["id"])
+        self.assertEqual(
+            (invoice.payment_state, invoice.crm_stripe_hosted_invoice_url), ("not_paid", HOSTED_URL)
+        )
+        mail = self._mails_to(invoice, mirror.partner_id)
+        self.assertEqual(len(mail), 1, "one email to the customer")
+        self.assertIn(HOSTED_URL, mail.body_html)
+        self.assertIn("Your bank asks you to confirm the payment", mail.body_html)
+        self.assertIn(invoice.name, mail.subject)
+        activity = mirror.activity_ids
+        self.assertEqual(len(activity), 1, "one activity")
+        self.assertEqual(activity.user_id, self.salesman)
+        self.assertIn(invoice.name, activity.summary)
+
+        # Stripe's next automatic retry fails too: the customer hears of it, the salesperson
+        # already has the activity.
+        renewal["attempt_count"] = 2
+        failed_again = self._deliver(http, stripe_event("invoice.payment_failed", renewal))[0]
+        self.assertEqual(failed_again.state, "done", failed_again.last_error)
+        mails = self._mails_to(invoice, mirror.partner_id)
+        self.assertEqual(len(mails), 2)
+        self.assertIn("We could not collect the payment", (mails - mail).body_html)
+        self.assertEqual(len(mirror.activity_ids), 1)
+
+        # Paid at last on Stripe's page: a late failure event of the first attempt tells no one.
+        renewal.update(status="paid", amount_paid=3000)
+        intent.update(status="succeeded", amount_received=3000)
+        self._invoice_payments[0].update(status="paid", amount_paid=3000)
+        renewed["status"] = "active"
+        paid, late = self._deliver(
+            http, stripe_event("invoice.paid", renewal), stripe_event("invoice.payment_failed", renewal)
+        )
+        self.assertEqual((paid.state, late.state), ("done", "done"), paid.last_error)
+        self.assertTrue(self._crm_reconciled(invoice))
+        self.assertEqual(len(self._mails_to(invoice, mirror.partner_id)), 2)
+        self.assertEqual(mirror.state, "active")
+
+    def test_subscription_turned_past_due_tells_the_customer_once(self):
+        remote = self._stripe_subscription()
+        self._import()
+        mirror = self._mirror(remote)
+        renewal, renewed, intent = self._past_due_renewal(remote)
+        http = StripeHttpMock(self._routes(renewal, renewed, intent), passthrough=True)
+        updated = stripe_event("customer.subscription.updated", renewed)
+        first, again = self._deliver(http, updated, stripe_event("customer.subscription.updated", renewed))
+        self.assertEqual((first.state, again.state), ("done", "done"), first.last_error)
+        self.assertEqual(mirror.state, "past_due")
+        invoice = mirror.invoice_ids.filtered(lambda m: m.crm_stripe_invoice_id == renewal["id"])
+        self.assertEqual(invoice.state, "posted", "the open renewal invoice is mirrored")
+        mail = self._mails_to(invoice, mirror.partner_id)
+        self.assertEqual(len(mail), 1)
+        self.assertIn(HOSTED_URL, mail.body_html)
+        self.assertIn("We have not received the payment", mail.body_html)
+        self.assertEqual(len(mirror.activity_ids), 1)
+        self.assertEqual(mirror.activity_ids.user_id, mirror.user_id)
+
+    def test_failed_renewal_of_a_subscription_not_mirrored_tells_no_one(self):
+        self.provider.crm_billing_mirror = "linked"
+        remote = self._stripe_subscription()
+        renewal, renewed, intent = self._past_due_renewal(remote)
+        before = self._counts()
+        http = StripeHttpMock(self._routes(renewal, renewed, intent), passthrough=True)
+        stored = self._deliver(
+            http,
+            stripe_event("invoice.payment_action_required", renewal),
+            stripe_event("invoice.payment_failed", renewal),
+            stripe_event("customer.subscription.updated", renewed),
+        )
+        self.assertEqual([event.state for event in stored], ["ignored"] * 3)
+        self.assertEqual(self._counts(), before)
+        self.assertFalse(self.env["mail.mail"].search([("body_html", "ilike", HOSTED_URL)]))
