@@ -45,6 +45,15 @@ EVENT_HANDLERS = {
     "invoice.payment_failed": "_crm_handle_stripe_invoice",
     "invoice.voided": "_crm_handle_stripe_invoice",
     "invoice.marked_uncollectible": "_crm_handle_stripe_invoice",
+    "invoice.payment_action_required": "_crm_handle_stripe_invoice",
+}
+
+# Stripe Billing invoice events that need the customer -> why (the email's wording): the
+# customer is sent Stripe's hosted invoice page, the salesperson an activity.
+# See https://docs.stripe.com/billing/subscriptions/overview#requires-action.
+STRIPE_INVOICE_NEEDS_CUSTOMER = {
+    "invoice.payment_action_required": "action",
+    "invoice.payment_failed": "failed",
 }
 
 # PaymentIntent statuses after which nothing changes: the signed event's object is applied as

@@ -8,6 +8,17 @@ from odoo.exceptions import UserError
 from .const import HARD_DECLINE_CODES
 
 
+class Ignored(str):
+    """The result of an event handler that matched nothing this add-on keeps: the reason, in
+    words (a string, so that a caller may still join or show it).
+
+    The ledger stores such an event as ``ignored`` with the reason (see
+    ``crm.payment.event._crm_process``); a handler returns one only when it changed nothing.
+    """
+
+    __slots__ = ()
+
+
 def notification(message, title=None, kind="success", sticky=False, reload=True):
     """The client action showing a notification, then reloading the view (or closing a dialog).
 

@@ -1,14 +1,16 @@
 import logging
 
+import psycopg2.errors
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import format_amount
+from odoo.tools import format_amount, mute_logger
 
 from odoo.addons.payment import utils as payment_utils
 
 from .. import const, utils
+from ..utils import Ignored
 
 _logger = logging.getLogger(__name__)
 
@@ -43,6 +45,20 @@ class AccountMove(models.Model):
         copy=False,
         readonly=True,
         help="The Stripe Billing invoice this invoice mirrors.",
+    )
+    crm_stripe_hosted_invoice_url = fields.Char(
+        string="Stripe Invoice Page",
+        copy=False,
+        readonly=True,
+        help="Stripe's hosted page of the Stripe Billing invoice, where the customer pays or "
+        "confirms its payment; sent to them when a payment needed them.",
+    )
+    crm_stripe_notified_attempt = fields.Integer(
+        string="Customer Told at Attempt",
+        copy=False,
+        readonly=True,
+        help="The last payment attempt of the Stripe Billing invoice the customer was told about "
+        "(authentication needed, payment failed): one message per attempt.",
     )
     crm_stripe_paid_amount = fields.Monetary(
         string="Paid with Stripe", compute="_compute_crm_stripe_paid_amount"
@@ -373,18 +389,16 @@ class AccountMove(models.Model):
         """
         cache = {} if cache is None else cache
         status = remote.get("status")
-        subscription_id = utils.stripe_id(remote.get("subscription")) or utils.stripe_id(
-            ((remote.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-        )
+        subscription_id = self._crm_stripe_invoice_subscription_id(remote)
         if not subscription_id:
-            return _("Not a subscription's invoice: not mirrored.")
+            return Ignored(_("Not a subscription's invoice: not mirrored."))
         Move = self.sudo()
         move = Move.search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
         if not move:
             if status not in const.MIRRORED_INVOICE_STATUSES or status == "void":
-                return _("Invoice %(status)s in Stripe: mirrored once finalised.", status=status)
+                return Ignored(_("Invoice %(status)s in Stripe: mirrored once finalised.", status=status))
             if not remote.get("total"):
-                return _("Invoice of nothing: not mirrored.")
+                return Ignored(_("Invoice of nothing: not mirrored."))
             Subscription = self.env["crm.subscription"].sudo()
             subscription = Subscription.search(
                 [
@@ -399,7 +413,7 @@ class AccountMove(models.Model):
                     provider_sudo, remote_subscription, cache
                 )
             if not subscription:
-                return _("The invoice's subscription or customer is unknown to Stripe.")
+                return Ignored(_("The invoice's subscription or customer is unknown to Stripe."))
             move = Move._crm_create_stripe_invoice_move(provider_sudo, subscription, remote, cache)
         if status == "void":
             return move._crm_void_stripe_invoice()
@@ -408,6 +422,111 @@ class AccountMove(models.Model):
         if status == "uncollectible" and move.payment_state == "not_paid":
             move.message_post(body=_("Marked uncollectible in Stripe."))
         return _("Invoice %(name)s is %(status)s in Stripe.", name=move.name, status=status)
+
+    @api.model
+    def _crm_stripe_invoice_subscription_id(self, remote):
+        """The id of a Stripe invoice's subscription: ``subscription`` before API 2025-03-31,
+        ``parent.subscription_details.subscription`` since."""
+        return utils.stripe_id(remote.get("subscription")) or utils.stripe_id(
+            ((remote.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        )
+
+    @api.model
+    def _crm_stripe_invoice_refusal(self, provider_sudo, remote):
+        """Say why the webhook must not mirror a Stripe invoice (from the event, without asking
+        Stripe): not a subscription's, or its subscription is not mirrored per the provider's
+        Stripe Billing setting.
+
+        :param dict remote: the Stripe Invoice, as the event has it
+        :return: the reason, or ``False`` when it is mirrored
+        :rtype: Ignored | bool
+        """
+        subscription_id = self._crm_stripe_invoice_subscription_id(remote)
+        if subscription_id or provider_sudo.crm_billing_mirror == "none":
+            return self.env["crm.subscription"]._crm_stripe_mirror_refusal(
+                provider_sudo, subscription_id, remote.get("customer")
+            )
+        return Ignored(_("Not a subscription's invoice: not mirrored."))
+
+    def _crm_notify_stripe_payment_needed(self, remote, reason):
+        """Tell the customer and the salesperson that the payment of a mirrored Stripe Billing
+        invoice needs the customer: the customer gets one email per payment attempt with
+        Stripe's hosted invoice page (to confirm with their bank or pay with another card), the
+        subscription's salesperson one activity per invoice.
+
+        Stripe's retries of an event, and the ``invoice.payment_failed`` that follows
+        ``invoice.payment_action_required`` for the same attempt, tell no one twice: the attempt
+        told is kept on the invoice, whose row is locked while deciding.
+
+        :param dict remote: the Stripe Invoice, as Stripe has it now
+        :param str reason: ``action`` (authentication), ``failed`` or ``unpaid``
+        :return: what was done, or an empty string when there was nothing to tell
+        """
+        self.ensure_one()
+        move = self.sudo()
+        if remote.get("status") != "open" or move.state != "posted" or move.payment_state != "not_paid":
+            return ""
+        attempt = remote.get("attempt_count") or 1
+        move.flush_recordset(["crm_stripe_notified_attempt"])
+        try:
+            with mute_logger("odoo.sql_db"):
+                self.env.cr.execute(
+                    "SELECT crm_stripe_notified_attempt FROM account_move WHERE id = %s FOR UPDATE",
+                    [move.id],
+                )
+        except psycopg2.errors.SerializationFailure as error:
+            raise UserError(
+                _("Another worker is telling the customer about %s: retried.", move.name)
+            ) from error
+        told = self.env.cr.fetchone()[0] or 0
+        if told >= attempt:
+            return ""
+        url = remote.get("hosted_invoice_url") or move.crm_stripe_hosted_invoice_url
+        move.write({"crm_stripe_notified_attempt": attempt, "crm_stripe_hosted_invoice_url": url or False})
+        subscription = move.crm_subscription_id
+        done = []
+        customer = move.partner_id
+        if url and customer.email:
+            template = self.env.ref("crm_payment_integration.mail_template_crm_stripe_payment_needed")
+            template.with_context(crm_stripe_reason=reason).send_mail(
+                move.id, email_layout_xmlid="mail.mail_notification_light"
+            )
+            move.message_post(
+                body=_(
+                    "%(customer)s was asked to complete the payment on Stripe's invoice page.",
+                    customer=customer.email,
+                )
+            )
+            done.append(_("Customer asked to complete the payment."))
+        if not told and subscription:
+            subscription.activity_schedule(
+                "mail.mail_activity_data_todo",
+                user_id=(subscription.user_id or subscription.stripe_provider_id._crm_alert_user()).id,
+                summary=_("Stripe Billing payment of %s needs the customer", move.name),
+                note=self._crm_payment_needed_note(customer, url, reason),
+            )
+            done.append(_("Salesperson told."))
+        return " ".join(done)
+
+    def _crm_payment_needed_note(self, customer, url, reason):
+        why = {
+            "action": _("their bank asks them to authenticate the payment"),
+            "failed": _("the payment failed"),
+        }.get(reason, _("the payment was not collected"))
+        if url and customer.email:
+            sent = _("They were sent Stripe's invoice page to complete it.")
+        elif url:
+            sent = _("They have no email address: send them Stripe's invoice page %s.", url)
+        else:
+            sent = _("Stripe gave no invoice page: ask them to pay it in Stripe.")
+        return _(
+            "%(invoice)s (%(amount)s) of %(customer)s is unpaid in Stripe Billing: %(why)s. %(sent)s",
+            invoice=self.name,
+            amount=format_amount(self.env, self.amount_residual, self.currency_id),
+            customer=customer.display_name,
+            why=why,
+            sent=sent,
+        )
 
     @api.model
     def _crm_create_stripe_invoice_move(self, provider_sudo, subscription, remote, cache):

@@ -14,6 +14,7 @@ from odoo.addons.payment import utils as payment_utils
 
 from .. import const
 from ..services.gateway import StripeGatewayError
+from ..utils import Ignored
 
 _logger = logging.getLogger(__name__)
 
@@ -316,6 +317,12 @@ class CrmPaymentEvent(models.Model):
         Objects re-read from Stripe are shared within the batch, so several events about one
         customer cost one request. A failure schedules a retry after a growing delay; after the
         last retry the event is failed and a person gets an activity.
+
+        An event whose handler returns :class:`~..utils.Ignored` matched nothing this add-on
+        keeps (a customer or payment of another app, a subscription not mirrored, Odoo's own
+        flow) and changed nothing: it is stored ``ignored`` with the reason. ``done`` means the
+        event was applied to an object the add-on keeps, whether it changed it or found it
+        already as Stripe has it.
         """
         now = now or fields.Datetime.now()
         handlers = self._crm_get_event_handlers()
@@ -338,9 +345,9 @@ class CrmPaymentEvent(models.Model):
             else:
                 event.write(
                     {
-                        "state": "done",
+                        "state": "ignored" if isinstance(result, Ignored) else "done",
                         "processed_at": now,
-                        "result": result or _("Applied."),
+                        "result": str(result or _("Applied.")),
                         "last_error": False,
                         "attempts": event.attempts + 1,
                     }
@@ -404,7 +411,7 @@ class CrmPaymentEvent(models.Model):
         customer_id = self.object_id
         binding = self._crm_binding(customer_id)
         if not binding:
-            return _("No partner is linked to this customer.")
+            return Ignored(_("No partner is linked to this customer."))
         cache = self._crm_batch_cache()
         key = ("customer_pulled", self.provider_id.id, customer_id)
         if key in cache:
@@ -419,7 +426,7 @@ class CrmPaymentEvent(models.Model):
         customer_id = self.object_id
         binding = self._crm_binding(customer_id)
         if not binding:
-            return _("No partner is linked to this customer.")
+            return Ignored(_("No partner is linked to this customer."))
         customer = self.provider_id._crm_stripe_call("retrieve_customer", customer_id)
         if customer is not None:
             # An older deletion cannot undo a customer Stripe still has.
@@ -445,12 +452,14 @@ class CrmPaymentEvent(models.Model):
             if token.active:
                 token._crm_archive()
                 return _("Payment method detached; token archived.")
-            return _("Payment method is not attached to a customer.")
+            return Ignored(_("Payment method is not attached to a customer."))
         if pm.get("type") not in const.TOKENIZED_PAYMENT_METHOD_TYPES:
-            return _("Payment methods of type %(type)s are not saved as tokens.", type=pm.get("type"))
+            return Ignored(
+                _("Payment methods of type %(type)s are not saved as tokens.", type=pm.get("type"))
+            )
         binding = self._crm_binding(customer_id)
         if not binding:
-            return _("No partner is linked to this customer.")
+            return Ignored(_("No partner is linked to this customer."))
         if token and token.provider_ref != customer_id:
             token._crm_archive()  # moved to another customer: a new token follows it
             token = Token
@@ -481,12 +490,12 @@ class CrmPaymentEvent(models.Model):
         Transaction = self.env["payment.transaction"].sudo()
         tx = Transaction._crm_find_from_object(provider_sudo, intent)
         if tx and not tx.crm_flow:
-            return _("A payment of Odoo's own Stripe flow: left to it.")
+            return Ignored(_("A payment of Odoo's own Stripe flow: left to it."))
         if not tx:
             if intent.get("status") != "succeeded":
-                return _("No transaction for this PaymentIntent.")
+                return Ignored(_("No transaction for this PaymentIntent."))
             if intent.get("invoice"):
-                return _("Paid through a Stripe invoice; left to Stripe Billing.")
+                return Ignored(_("Paid through a Stripe invoice; left to Stripe Billing."))
             recent = not self.stripe_created or fields.Datetime.now() - self.stripe_created < timedelta(
                 minutes=15
             )
@@ -497,14 +506,14 @@ class CrmPaymentEvent(models.Model):
                     _("No transaction %(reference)s yet for this payment.", reference=intent["description"])
                 )
             if self._crm_paid_by_stripe_invoice(intent["id"]):
-                return _("Paid through a Stripe invoice; left to Stripe Billing.")
+                return Ignored(_("Paid through a Stripe invoice; left to Stripe Billing."))
             tx = Transaction._crm_create_from_intent(provider_sudo, intent)
             if not tx:
-                return _("No partner is linked to this payment's customer.")
+                return Ignored(_("No partner is linked to this payment's customer."))
         if tx.crm_flow == "checkout" and intent.get("status") != "succeeded":
             # A declined attempt on the hosted page is not final: the customer may try another
             # method there. The session's own events settle it.
-            return _("Attempt on the hosted page: the Checkout Session decides.")
+            return Ignored(_("Attempt on the hosted page: the Checkout Session decides."))
         return tx._crm_apply_payment_intent(intent)
 
     def _crm_paid_by_stripe_invoice(self, intent_id):
@@ -524,42 +533,65 @@ class CrmPaymentEvent(models.Model):
         session = provider_sudo._crm_stripe_call("retrieve_checkout_session", self.object_id)
         tx = self.env["payment.transaction"].sudo()._crm_find_from_object(provider_sudo, session)
         if not tx:
-            return _("No transaction for this Checkout Session.")
+            return Ignored(_("No transaction for this Checkout Session."))
         if tx.state == "done" and not tx.crm_needs_review:
             return _("Already applied (%s).", tx.state)
         return tx._crm_apply_checkout_session(session)
 
     def _crm_handle_stripe_subscription(self):
         """Mirror a Stripe Billing subscription as Stripe has it now (events may come in any
-        order; a deleted subscription is still readable, cancelled)."""
-        remote = self.provider_id._crm_stripe_call("retrieve_subscription", self.object_id)
-        if remote is None:
-            return _("The subscription no longer exists in Stripe.")
-        subscription = self.env["crm.subscription"]._crm_sync_stripe_subscription(
-            self.provider_id, remote, self._crm_batch_cache()
+        order; a deleted subscription is still readable, cancelled), when the provider's Stripe
+        Billing setting mirrors it. A renewal that turned past due or incomplete tells the
+        customer and the salesperson (once per payment attempt of its invoice)."""
+        provider_sudo = self.provider_id
+        Subscription = self.env["crm.subscription"]
+        refusal = Subscription._crm_stripe_mirror_refusal(
+            provider_sudo, self.object_id, self._crm_event_object().get("customer")
         )
+        if refusal:
+            return refusal
+        remote = provider_sudo._crm_stripe_call("retrieve_subscription", self.object_id)
+        if remote is None:
+            return Ignored(_("The subscription no longer exists in Stripe."))
+        cache = self._crm_batch_cache()
+        subscription = Subscription._crm_sync_stripe_subscription(provider_sudo, remote, cache)
         if not subscription:
-            return _("No customer for this subscription.")
-        return _("%(name)s is %(state)s.", name=subscription.name, state=subscription.state)
+            return Ignored(_("No customer for this subscription."))
+        result = _("%(name)s is %(state)s.", name=subscription.name, state=subscription.state)
+        if self.event_type == "customer.subscription.updated":
+            told = subscription._crm_stripe_latest_invoice_needs_customer(remote, cache)
+            result = " ".join(filter(None, [result, told]))
+        return result
 
     def _crm_handle_stripe_invoice(self):
-        """Mirror a Stripe Billing invoice and its payment, then its subscription's state."""
-        remote = self.provider_id._crm_stripe_call("retrieve_invoice", self.object_id)
+        """Mirror a Stripe Billing invoice and its payment, then its subscription's state, when
+        the provider's Stripe Billing setting mirrors its subscription. A payment that needs the
+        customer (authentication, a failure) tells them and the salesperson."""
+        provider_sudo = self.provider_id
+        Move = self.env["account.move"]
+        refusal = Move._crm_stripe_invoice_refusal(provider_sudo, self._crm_event_object())
+        if refusal:
+            return refusal
+        remote = provider_sudo._crm_stripe_call("retrieve_invoice", self.object_id)
         if remote is None:
-            return _("The invoice no longer exists in Stripe (a deleted draft).")
+            return Ignored(_("The invoice no longer exists in Stripe (a deleted draft)."))
         cache = self._crm_batch_cache()
-        result = self.env["account.move"]._crm_sync_stripe_invoice(self.provider_id, remote, cache)
-        move = self.env["account.move"].sudo().search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
+        result = Move._crm_sync_stripe_invoice(provider_sudo, remote, cache)
+        move = Move.sudo().search([("crm_stripe_invoice_id", "=", remote["id"])], limit=1)
         subscription = move.crm_subscription_id
         key = ("subscription_read", subscription.id)
         if subscription and key not in cache:
             # A failed or recovered payment moves the subscription (past due, active).
             cache[key] = True
-            remote_subscription = self.provider_id._crm_stripe_call(
+            remote_subscription = provider_sudo._crm_stripe_call(
                 "retrieve_subscription", subscription.stripe_subscription_id
             )
             if remote_subscription:
                 subscription._crm_apply_stripe_subscription(remote_subscription, cache)
+        reason = const.STRIPE_INVOICE_NEEDS_CUSTOMER.get(self.event_type)
+        if move and reason:
+            told = move._crm_notify_stripe_payment_needed(remote, reason)
+            result = " ".join(filter(None, [result, told]))
         return result
 
     def _crm_handle_charge_refunded(self):
@@ -570,7 +602,7 @@ class CrmPaymentEvent(models.Model):
         if isinstance(intent_id, dict):
             intent_id = intent_id.get("id")
         if not intent_id:
-            return _("The charge has no PaymentIntent; nothing to refund in Odoo.")
+            return Ignored(_("The charge has no PaymentIntent; nothing to refund in Odoo."))
         refunds = self.provider_id._crm_stripe_call("list_refunds", intent_id)
         return self._crm_apply_refunds(intent_id, refunds)
 
@@ -593,9 +625,9 @@ class CrmPaymentEvent(models.Model):
             limit=1,
         )
         if not source:
-            return _("No transaction for PaymentIntent %s.", intent_id)
+            return Ignored(_("No transaction for PaymentIntent %s.", intent_id))
         if not source.crm_flow:
-            return _("A payment of Odoo's own Stripe flow: its refunds are left to it.")
+            return Ignored(_("A payment of Odoo's own Stripe flow: its refunds are left to it."))
         source._crm_ensure_post_processed()
         results = []
         for refund in refunds:

@@ -8,6 +8,7 @@ from odoo.exceptions import UserError
 from odoo.addons.payment import utils as payment_utils
 
 from .. import utils
+from ..utils import Ignored
 
 _logger = logging.getLogger(__name__)
 
@@ -183,9 +184,14 @@ class CrmSubscription(models.Model):
         """Mirror every subscription of the Stripe account with its finalised invoices.
 
         Safe to run again: subscriptions and invoices are found by their Stripe ids first.
+        Importing is asking for the mirror: a provider that mirrored nothing then mirrors the
+        imported subscriptions and those of linked customers (``linked``), so that the webhook
+        keeps them current.
 
         :return: the mirrored subscriptions
         """
+        if provider_sudo.crm_billing_mirror == "none":
+            provider_sudo.crm_billing_mirror = "linked"
         cache = {}
         subscriptions = self.browse()
         for remote in provider_sudo._crm_stripe_call("list_subscriptions"):
@@ -202,6 +208,52 @@ class CrmSubscription(models.Model):
                 continue
             subscriptions |= subscription
         return subscriptions
+
+    @api.model
+    def _crm_stripe_mirror_refusal(self, provider_sudo, subscription_id, customer_id):
+        """Say why the webhook must not mirror a Stripe subscription, per the provider's Stripe
+        Billing setting (``crm_billing_mirror``); decided from the event, without asking Stripe.
+
+        - ``none``: nothing is mirrored;
+        - ``linked``: a subscription already mirrored (imported, or mirrored earlier), or one
+          whose Stripe customer is linked to an Odoo partner on this provider (synchronised
+          from Odoo, or met in an import);
+        - ``all``: every subscription.
+
+        :param str subscription_id: the Stripe subscription's id
+        :param customer_id: its Stripe customer (an id or the object)
+        :return: the reason, or ``False`` when it is mirrored
+        :rtype: Ignored | bool
+        """
+        mode = provider_sudo.crm_billing_mirror
+        if mode == "all":
+            return False
+        if mode != "linked":
+            return Ignored(
+                _(
+                    "%(provider)s does not mirror Stripe Billing (its Mirror Stripe Billing setting).",
+                    provider=provider_sudo.display_name,
+                )
+            )
+        if subscription_id and self.sudo().search_count(
+            [("stripe_provider_id", "=", provider_sudo.id), ("stripe_subscription_id", "=", subscription_id)],
+            limit=1,
+        ):
+            return False
+        customer_id = utils.stripe_id(customer_id)
+        if customer_id and self.env["crm.stripe.customer"].sudo().search_count(
+            [("provider_id", "=", provider_sudo.id), ("stripe_customer_id", "=", customer_id)], limit=1
+        ):
+            return False
+        return Ignored(
+            _(
+                "Subscription %(subscription)s was never imported and its Stripe customer "
+                "%(customer)s is linked to no partner (another app's?): not mirrored (Mirror "
+                "Stripe Billing: imported or linked customers).",
+                subscription=subscription_id,
+                customer=customer_id or "-",
+            )
+        )
 
     @api.model
     def _crm_sync_stripe_subscription(self, provider_sudo, remote, cache=None):
@@ -311,6 +363,26 @@ class CrmSubscription(models.Model):
         }
         subscription.write(values)
         subscription._crm_apply_stripe_items(items, currency, cache)
+
+    def _crm_stripe_latest_invoice_needs_customer(self, remote, cache=None):
+        """Tell the customer and the salesperson when the mirror's renewal waits for the
+        customer: Stripe made it past due or incomplete, and its latest invoice is open.
+
+        :param dict remote: the Stripe Subscription, as Stripe has it now
+        :return: what was done, or an empty string
+        """
+        self.ensure_one()
+        invoice_id = utils.stripe_id(remote.get("latest_invoice"))
+        if remote.get("status") not in ("past_due", "incomplete") or not invoice_id:
+            return ""
+        provider_sudo = self.stripe_provider_id.sudo()
+        invoice = provider_sudo._crm_stripe_call("retrieve_invoice", invoice_id)
+        if not invoice or invoice.get("status") != "open":
+            return ""
+        Move = self.env["account.move"].sudo()
+        Move._crm_sync_stripe_invoice(provider_sudo, invoice, cache)
+        move = Move.search([("crm_stripe_invoice_id", "=", invoice_id)], limit=1)
+        return move._crm_notify_stripe_payment_needed(invoice, "unpaid") if move else ""
 
     def _crm_apply_stripe_items(self, items, currency, cache):
         """Mirror the items as read-only lines; unchanged lines are left alone."""

@@ -5,6 +5,7 @@ from werkzeug.urls import url_join
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools.sql import column_exists
 
 from .. import utils
 from ..services.gateway import StripeGateway, StripeGatewayError, make_idempotency_key
@@ -47,6 +48,48 @@ class PaymentProvider(models.Model):
         help="Receives an activity when a Stripe event cannot be applied. Defaults to the administrator.",
         domain=[("share", "=", False)],
     )
+    crm_billing_mirror = fields.Selection(
+        string="Mirror Stripe Billing",
+        selection=[
+            ("none", "No"),
+            ("linked", "Imported or linked customers"),
+            ("all", "All subscriptions"),
+        ],
+        default="none",
+        required=True,
+        help="Which Stripe Billing subscriptions the webhook mirrors in Odoo, with their invoices "
+        "and payments.\n"
+        "- No: none; Stripe Billing events are stored as ignored.\n"
+        "- Imported or linked customers: the subscriptions already mirrored (the Import button) "
+        "and those of a Stripe customer linked to an Odoo partner on this provider; the others "
+        "(another app sharing the Stripe account) are ignored and create nothing.\n"
+        "- All subscriptions: every subscription of the Stripe account; its customer becomes a "
+        "partner (or is linked to the partner with the same email).",
+    )
+
+    def _auto_init(self):
+        new_column = not column_exists(self.env.cr, self._table, "crm_billing_mirror")
+        result = super()._auto_init()
+        if new_column and column_exists(self.env.cr, "crm_subscription", "stripe_provider_id"):
+            self._crm_init_billing_mirror()
+        return result
+
+    @api.model
+    def _crm_init_billing_mirror(self):
+        """Set the Stripe Billing setting of an installation upgrading to it: a provider with
+        mirrored subscriptions keeps following them and their linked customers (``linked``, not
+        ``all``: a shared Stripe account's other subscriptions are not Odoo's); the others, like
+        new installations, mirror nothing (``none``) until their subscriptions are imported."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            UPDATE payment_provider provider SET crm_billing_mirror = 'linked'
+             WHERE crm_billing_mirror = 'none'
+               AND EXISTS (SELECT 1 FROM crm_subscription subscription
+                            WHERE subscription.stripe_provider_id = provider.id)
+            """
+        )
+        self.invalidate_model(["crm_billing_mirror"])
 
     @api.constrains("crm_api_base")
     def _check_crm_api_base(self):
@@ -114,16 +157,26 @@ class PaymentProvider(models.Model):
         )
 
     def action_crm_import_stripe_subscriptions(self):
-        """Mirror the account's Stripe Billing subscriptions, their invoices and payments."""
+        """Mirror the account's Stripe Billing subscriptions, their invoices and payments.
+
+        Importing is asking for the mirror: a provider that mirrored nothing (setting ``none``)
+        then mirrors the imported subscriptions and those of linked customers (``linked``).
+        """
         self.ensure_one()
         self.check_access("write")
         provider_sudo = self.sudo()
         provider_sudo._crm_check_stripe()
+        mirror_was_off = provider_sudo.crm_billing_mirror == "none"
         subscriptions = self.env["crm.subscription"]._crm_import_stripe_subscriptions(provider_sudo)
-        return utils.notification(
-            _("%(count)s Stripe Billing subscriptions are mirrored in Odoo.", count=len(subscriptions)),
-            reload=False,
-        )
+        message = _("%(count)s Stripe Billing subscriptions are mirrored in Odoo.", count=len(subscriptions))
+        if mirror_was_off:
+            message = _(
+                "%(message)s Mirror Stripe Billing is now on for imported or linked customers: the "
+                "webhook keeps these subscriptions current, and mirrors the new ones of customers "
+                "linked to a partner.",
+                message=message,
+            )
+        return utils.notification(message, reload=True)
 
     # === BUSINESS METHODS === #
 

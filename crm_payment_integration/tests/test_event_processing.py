@@ -86,7 +86,8 @@ class TestEventProcessing(CrmStripeCommon):
                 stripe_event("customer.updated", {"id": f"cus_r{i}", "object": "customer"})
             )
         events.with_user(self.accountant).action_crm_reprocess()
-        self.assertEqual(set(events.mapped("state")), {"done"})
+        # Customers linked to no partner: applied to nothing.
+        self.assertEqual(set(events.mapped("state")), {"ignored"})
         self.assertEqual(events.mapped("attempts"), [1, 1, 1])
 
     def test_unknown_type_is_ignored(self):
@@ -115,7 +116,7 @@ class TestEventProcessing(CrmStripeCommon):
         # An older update arriving after the deletion does not crash nor relink.
         late = self._ingest(stripe_event("customer.updated", customer, created=1))
         self._process()
-        self.assertEqual(late.state, "done")
+        self.assertEqual((late.state, late.result), ("ignored", "No partner is linked to this customer."))
         self.assertFalse(self.partner.stripe_customer_id)
 
     def test_payment_method_events(self):
@@ -185,7 +186,7 @@ class TestEventProcessing(CrmStripeCommon):
                 stripe_event("customer.updated", {"id": f"cus_none{i}", "object": "customer"})
             )
         self.assertEqual(self.Event._cron_process_events(), 5)
-        self.assertEqual(set(events.mapped("state")), {"done"})
+        self.assertEqual(set(events.mapped("state")), {"ignored"}, "customers linked to no partner")
 
     def test_access(self):
         event = self._ingest(stripe_event("customer.updated", {"id": "cus_x", "object": "customer"}))

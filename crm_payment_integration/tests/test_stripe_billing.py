@@ -238,6 +238,7 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
         self.fail(f"localstripe did not deliver {event_types}")
 
     def test_subscription_created_in_stripe_arrives_by_webhook_then_renews(self):
+        self.provider.crm_billing_mirror = "all"  # a customer Odoo does not know yet
         self._crm_listen_to_localstripe()
         remote = self._stripe_subscription()
         self._wait_for_localstripe(
