@@ -83,7 +83,7 @@ class TestBackofficeUx(CrmPaymentCommon, HttpCase):
 
         # From the partner (no invoice): a free amount, the same summary.
         action = self.partner.with_user(self.accountant).action_crm_charge()
-        with Form(Wizard.with_context(action["context"])) as dialog:
+        with Form(Wizard.with_context(**action["context"])) as dialog:
             self.assertEqual(dialog.partner_id, self.partner)
             dialog.amount = 15.0
             dialog.reason = "Setup fee"
