@@ -28,6 +28,8 @@ EVENT_HANDLERS = {
     "payment_intent.canceled": "_crm_handle_payment_intent",
     "charge.refunded": "_crm_handle_charge_refunded",
     "refund.updated": "_crm_handle_refund_updated",
+    "refund.failed": "_crm_handle_refund_updated",
+    "charge.refund.updated": "_crm_handle_refund_updated",
     "checkout.session.completed": "_crm_handle_checkout_session",
     "checkout.session.async_payment_succeeded": "_crm_handle_checkout_session",
     "checkout.session.async_payment_failed": "_crm_handle_checkout_session",

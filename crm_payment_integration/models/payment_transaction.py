@@ -531,12 +531,16 @@ class PaymentTransaction(models.Model):
 
     def _crm_refundable_amount(self):
         self.ensure_one()
-        # A refund that failed after its credit note was booked still counts until a person
-        # has reversed that credit note: refunding again would book a second one.
+        # A refund that failed after its credit note was booked still counts while that credit
+        # note stands (open again: the customer is owed it): refunding again would book a second.
         refunded = sum(
             -tx.amount
             for tx in self.child_transaction_ids
-            if tx.operation == "refund" and (tx.state in ("draft", "pending", "done") or tx.payment_id)
+            if tx.operation == "refund"
+            and (
+                tx.state in ("draft", "pending", "done")
+                or tx.invoice_ids.filtered(lambda m: m.move_type == "out_refund" and m.state == "posted")
+            )
         )
         return self.currency_id.round(self.amount - refunded)
 
@@ -596,37 +600,93 @@ class PaymentTransaction(models.Model):
             self._post_process()
             return _("Refund applied; credit note reconciled.")
         if status in ("pending", "requires_action"):
-            self._set_pending()
+            if self.state == "draft":
+                self._set_pending()
             return _("Refund pending.")
         if status in ("failed", "canceled"):
-            if self.state == "done":
-                self._crm_refund_failed_activity(refund)
-            self._set_error(
-                _(
-                    "Stripe could not refund %(reference)s (%(reason)s). The credit note, if "
-                    "any, must be cancelled or the customer paid back by other means.",
-                    reference=self.reference,
-                    reason=refund.get("failure_reason") or status,
-                ),
-                extra_allowed_states=("done",),
-            )
-            return _("Refund failed.")
+            return self._crm_refund_failed(refund)
         return _("Unknown refund status %s.", status)
 
-    def _crm_refund_failed_activity(self, refund):
+    def _crm_refund_failed(self, refund):
+        """Stripe could not refund (an expired or closed card): the customer got nothing back.
+
+        A refund already booked is undone: its outbound payment is cancelled, which leaves its
+        credit note open (the customer is owed the amount again). A person gets one activity to
+        pay the customer back another way; the customer gets no email.
+        """
+        self.ensure_one()
+        booked = self.state == "done"
+        reason = refund.get("failure_reason") or refund.get("status")
+        self._set_error(
+            _("Stripe could not refund %(reference)s (%(reason)s).", reference=self.reference, reason=reason),
+            extra_allowed_states=("done",),
+        )
+        if booked:
+            self._crm_unbook_refund(reason)
+        self._crm_refund_failed_activity(reason, booked)
+        return (
+            _("Refund failed; its payment cancelled, its credit note open again.")
+            if booked
+            else _("Refund failed.")
+        )
+
+    def _crm_unbook_refund(self, reason):
+        """Cancel the outbound payment of a refund that failed: unreconciled from its credit
+        note, reset to draft and cancelled (reversed instead where the journal forbids it)."""
+        self.ensure_one()
+        payment = self.payment_id
+        if not payment or payment.state in ("draft", "canceled"):
+            return
+        try:
+            with self.env.cr.savepoint():
+                payment.action_draft()
+                payment.action_cancel()
+        except UserError:  # a locked period or an inalterable journal: reversed, kept
+            payment.move_id.line_ids.remove_move_reconcile()
+            payment.move_id._reverse_moves(
+                [{"ref": _("Refund %(reference)s failed in Stripe", reference=self.reference)}], cancel=True
+            )
+        credit_notes = self.invoice_ids.filtered(lambda m: m.move_type == "out_refund")
+        for credit_note in credit_notes:
+            credit_note.message_post(
+                body=_(
+                    "Stripe could not refund %(reference)s (%(reason)s): its payment %(payment)s was "
+                    "cancelled and this credit note is open again.",
+                    reference=self.reference,
+                    reason=reason,
+                    payment=payment._get_html_link(),
+                )
+            )
+
+    def _crm_refund_failed_activity(self, reason, booked):
         invoices = self.source_transaction_id.invoice_ids.filtered(lambda m: m.move_type == "out_invoice")
         record = invoices[:1] or self.partner_id.commercial_partner_id
+        credit_notes = self.invoice_ids.filtered(lambda m: m.move_type == "out_refund")
+        amount = format_amount(self.env, -self.amount, self.currency_id)
+        if booked:
+            note = _(
+                "Stripe could not refund %(amount)s (%(reference)s, %(reason)s) after it was booked: "
+                "its payment was cancelled and credit note %(credit_note)s is open again, so the "
+                "customer is owed %(amount)s. Pay them back another way (and register that payment "
+                "on the credit note), or cancel the credit note.",
+                amount=amount,
+                reference=self.reference,
+                reason=reason,
+                credit_note=", ".join(credit_notes.mapped("name")) or "-",
+            )
+        else:
+            note = _(
+                "Stripe could not refund %(amount)s (%(reference)s, %(reason)s): nothing was booked. "
+                "Pay the customer back another way, or refund again.",
+                amount=amount,
+                reference=self.reference,
+                reason=reason,
+            )
         record.sudo().activity_schedule(
             "mail.mail_activity_data_todo",
             user_id=self.provider_id._crm_alert_user().id,
             summary=_("Stripe refund failed"),
-            note=_(
-                "Stripe could not refund %(reference)s (%(reason)s) after it was booked: reverse "
-                "its payment %(payment)s and credit note, then pay the customer back another way.",
-                reference=self.reference,
-                reason=refund.get("failure_reason") or refund.get("status"),
-                payment=self.payment_id.display_name or "-",
-            ),
+            note=note,
         )
 
     def _crm_refund_credit_note(self):
