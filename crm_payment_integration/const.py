@@ -10,6 +10,9 @@ API_VERSION = "2026-10-28.endive"
 # Network behaviour of the client. See https://docs.stripe.com/error-low-level#idempotency.
 REQUEST_TIMEOUT = 30  # seconds, per HTTP request
 MAX_NETWORK_RETRIES = 2  # the SDK retries connection errors, 409, 429 and 5xx with backoff
+# Seconds after which a create call whose answer was lost is over (every retry of the client has
+# timed out): Stripe either has its object or never will. See https://docs.stripe.com/error-low-level.
+UNKNOWN_ANSWER_GRACE = REQUEST_TIMEOUT * (MAX_NETWORK_RETRIES + 1) + 30
 
 # Webhooks. See https://docs.stripe.com/webhooks#verify-events.
 WEBHOOK_TOLERANCE = 300  # seconds between the signature's timestamp and now
@@ -28,6 +31,8 @@ EVENT_HANDLERS = {
     "payment_intent.canceled": "_crm_handle_payment_intent",
     "charge.refunded": "_crm_handle_charge_refunded",
     "refund.updated": "_crm_handle_refund_updated",
+    "refund.failed": "_crm_handle_refund_updated",
+    "charge.refund.updated": "_crm_handle_refund_updated",
     "checkout.session.completed": "_crm_handle_checkout_session",
     "checkout.session.async_payment_succeeded": "_crm_handle_checkout_session",
     "checkout.session.async_payment_failed": "_crm_handle_checkout_session",

@@ -2,8 +2,11 @@
 
 from datetime import datetime, timezone
 
+import psycopg2.errors
+
 from odoo import _
 from odoo.exceptions import UserError
+from odoo.tools import SQL, mute_logger
 
 from .const import HARD_DECLINE_CODES
 
@@ -133,3 +136,27 @@ def stripe_date(timestamp):
 def stripe_id(value):
     """Return the id of an expandable Stripe field, whether it holds an id or the object."""
     return value.get("id") if isinstance(value, dict) else value
+
+
+def lock_nowait(records, message):
+    """Lock the rows of ``records`` until the end of the transaction, or refuse at once.
+
+    ``FOR NO KEY UPDATE``: rows referring to them (a record of another transaction) may still
+    be inserted meanwhile.
+
+    :param str message: what the user reads when another transaction holds them
+    :raise UserError: when another transaction holds one of the rows
+    """
+    if not records:
+        return
+    try:
+        with mute_logger("odoo.sql_db"), records.env.cr.savepoint(flush=False):
+            records.env.cr.execute(
+                SQL(
+                    "SELECT id FROM %s WHERE id IN %s FOR NO KEY UPDATE NOWAIT",
+                    SQL.identifier(records._table),
+                    tuple(records.ids),
+                )
+            )
+    except psycopg2.errors.LockNotAvailable:
+        raise UserError(message) from None

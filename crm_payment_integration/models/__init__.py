@@ -4,6 +4,7 @@ from . import payment_provider
 from . import payment_token
 from . import res_partner
 from . import payment_transaction
+from . import crm_stripe_request
 from . import account_move
 from . import crm_lead
 from . import res_company

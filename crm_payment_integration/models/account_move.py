@@ -173,6 +173,11 @@ class AccountMove(models.Model):
         self.ensure_one()
         self._crm_check_payable()
         move = self.sudo()
+        move._crm_lock_for_charge()
+        # A charge of this invoice whose answer from Stripe was lost is settled first.
+        settled = move._crm_settle_earlier_charges()
+        if settled:
+            return settled
         token = token or move.partner_id._crm_default_token(move.company_id)
         if not token:
             raise UserError(
@@ -272,6 +277,34 @@ class AccountMove(models.Model):
                     tx._crm_expire_checkout_session()
             except UserError as error:  # Stripe unreachable: retried at the next run
                 _logger.warning("could not close the Stripe page of %s: %s", tx.reference, error)
+
+    def _crm_lock_for_charge(self):
+        """Hold the invoices until this request ends; a second click at once is told so."""
+        utils.lock_nowait(
+            self,
+            _(
+                "A charge of %(invoice)s is already in progress (a second click, another user): "
+                "wait a moment, then look at the invoice's payments before charging again.",
+                invoice=", ".join(self.mapped("display_name")),
+            ),
+        )
+
+    def _crm_settle_earlier_charges(self):
+        """Settle the charges of these invoices whose answer from Stripe was lost.
+
+        :return: a notification when one of them reached Stripe (nothing new must be charged
+            before the user sees it), else ``None``
+        :raise UserError: when Stripe cannot tell yet
+        """
+        provider_sudo = self.env["payment.provider"]._crm_get_stripe_provider(self[:1].company_id)
+        if not provider_sudo:
+            return None
+        found = (
+            self.env["crm.stripe.request"]
+            .sudo()
+            ._crm_settle_earlier(provider_sudo, invoices=self, operation="payment_intent")
+        )
+        return found[-1:]._crm_notification_for_result(earlier=True) if found else None
 
     def _crm_check_accounting_rights(self):
         if not self.env.user.has_group("account.group_account_invoice"):

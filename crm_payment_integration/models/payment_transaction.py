@@ -1,9 +1,11 @@
 import logging
 from datetime import datetime, timedelta, timezone
 
+import psycopg2.errors
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import consteq, float_compare, float_is_zero, format_amount
+from odoo.tools import consteq, float_compare, float_is_zero, format_amount, mute_logger
 from odoo.tools.misc import hmac as hmac_tool
 
 from odoo.addons.payment import utils as payment_utils
@@ -49,6 +51,17 @@ class PaymentTransaction(models.Model):
         "transaction is kept pending until a person checks it.",
     )
     crm_action_requested = fields.Boolean(string="Authentication Requested", readonly=True, copy=False)
+    crm_answer_unknown = fields.Boolean(
+        string="Sent, Answer Unknown",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
+        help="Sent to Stripe, but Stripe's answer never arrived: Odoo asks Stripe what became of it "
+        "(within minutes, and before any new charge or refund of the same invoice or customer).",
+    )
+    crm_request_operation = fields.Char(string="Stripe Request", readonly=True, copy=False)
+    crm_idempotency_key = fields.Char(string="Idempotency Key", readonly=True, copy=False)
+    crm_request_params = fields.Json(string="Parameters Sent", readonly=True, copy=False)
 
     # === CREATION === #
 
@@ -104,7 +117,18 @@ class PaymentTransaction(models.Model):
         values["reference"] = self.sudo()._compute_reference(
             "stripe", prefix=reference_prefix, invoice_ids=[(6, 0, invoices.ids)]
         )
-        return self.sudo().create(values)
+        try:
+            with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
+                return self.sudo().create(values)
+        except psycopg2.errors.UniqueViolation:
+            # Another request made the same transaction at the same time (two clicks at once).
+            raise UserError(
+                _(
+                    "A payment %(reference)s is already being made by another request (a second "
+                    "click, another user): wait a moment, then look at its result before trying again.",
+                    reference=values["reference"],
+                )
+            ) from None
 
     @api.model
     def _crm_check_amount_is_payable(self, amount, currency):
@@ -230,12 +254,25 @@ class PaymentTransaction(models.Model):
                 # The amount and currency are checked against the invoice's: no conversion.
                 adaptive_pricing={"enabled": False},
             )
-        session = self.provider_id._crm_stripe_call(
-            "create_checkout_session",
-            params,
-            # Its URLs name this transaction: another transaction needs another session.
-            self._crm_idempotency_key("checkout", self.id, self._crm_minor_amount()),
-        )
+        try:
+            session = self._crm_send_create(
+                "checkout_session",
+                "create_checkout_session",
+                params,
+                # Its URLs name this transaction: another transaction needs another session.
+                self._crm_idempotency_key("checkout", self.id, self._crm_minor_amount()),
+            )
+        except StripeGatewayError as error:
+            utils.raise_user_error(error, self.provider_id)
+        return self._crm_store_checkout_session(session, expires_at)
+
+    def _crm_store_checkout_session(self, session, expires_at=None):
+        """Keep the Checkout Session of this transaction: its id, URL and expiry.
+
+        :return: the session's URL
+        """
+        self.ensure_one()
+        expires_at = expires_at or fields.Datetime.now() + timedelta(hours=const.CHECKOUT_SESSION_HOURS)
         expires = session.get("expires_at")
         self.write(
             {
@@ -370,12 +407,16 @@ class PaymentTransaction(models.Model):
             "off_session": True,
             "metadata": self._crm_metadata(),
         }
-        gateway = self.provider_id._crm_stripe_gateway()
         try:
-            intent = gateway.create_payment_intent(
-                params, self._crm_idempotency_key("charge", params["amount"], params["currency"])
+            intent = self._crm_send_create(
+                "payment_intent",
+                "create_payment_intent",
+                params,
+                self._crm_idempotency_key("charge", params["amount"], params["currency"]),
             )
         except StripeGatewayError as error:
+            if error.answer_unknown:
+                return _("Sent to Stripe; its answer was lost: Odoo asks Stripe before anything new.")
             if error.kind != "card_declined":
                 utils.raise_user_error(error, self.provider_id)
             if "authentication_required" in (error.code, error.decline_code):
@@ -389,6 +430,143 @@ class PaymentTransaction(models.Model):
             )
         return self._crm_apply_payment_intent(intent)
 
+    # === REQUESTS WHOSE ANSWER MAY BE LOST === #
+
+    def _crm_send_create(self, operation, method_name, params, idempotency_key):
+        """Send a create call for this transaction so that a lost answer loses nothing.
+
+        The call, its key and its parameters are recorded (`crm.stripe.request`) and committed
+        apart *before* it is sent: a rollback of the current request keeps the record. An
+        earlier request of the same transaction reference still unsettled (its transaction was
+        rolled back) is first looked up in Stripe: what Stripe has is returned instead of
+        sending anything. When no answer comes back, the transaction is kept, flagged
+        ``crm_answer_unknown``, for the next attempt, the webhook and the cron to settle.
+
+        :param str operation: ``payment_intent``, ``refund`` or ``checkout_session``
+        :param str method_name: the gateway method making the call
+        :return: Stripe's object
+        :raise StripeGatewayError: as the gateway; ``answer_unknown`` when nobody knows
+        :raise UserError: when an earlier request cannot be settled yet
+        """
+        self.ensure_one()
+        Request = self.env["crm.stripe.request"].sudo()
+        provider_sudo = self.provider_id.sudo()
+        for earlier in Request.search(
+            [
+                ("provider_id", "=", provider_sudo.id),
+                ("reference", "=", self.reference),
+                ("state", "=", "sent"),
+            ],
+            order="id",
+        ):
+            try:
+                found = earlier._crm_lookup()
+            except StripeGatewayError as error:
+                raise UserError(
+                    _(
+                        "%(reference)s was sent to Stripe before and its answer was lost; Stripe "
+                        "cannot be asked now (%(error)s). Nothing new is sent: try again in a few "
+                        "minutes.",
+                        reference=self.reference,
+                        error=error.message,
+                    )
+                ) from None
+            if found and earlier.operation == "checkout_session":
+                # Its URLs name the lost transaction: closed, this one gets its own page.
+                provider_sudo._crm_stripe_gateway().expire_checkout_session(found["id"])
+                earlier._crm_close(_("Hosted page %(id)s of no transaction: expired.", id=found["id"]))
+                continue
+            if found:
+                earlier._crm_close(_("Found in Stripe (%(id)s) by the next attempt.", id=found["id"]))
+                self._crm_write_request(operation, earlier.idempotency_key, earlier.params)
+                return found
+            if earlier._crm_is_recent() and earlier.idempotency_key != idempotency_key:
+                raise UserError(
+                    _(
+                        "%(reference)s was sent to Stripe a moment ago and has no answer yet: try "
+                        "again in two minutes.",
+                        reference=self.reference,
+                    )
+                )
+            if not earlier._crm_is_recent():
+                earlier._crm_close(_("Stripe never received it: nothing was created."))
+        self._crm_write_request(operation, idempotency_key, params)
+        Request._crm_record(self, operation, params, idempotency_key)
+        gateway = provider_sudo._crm_stripe_gateway()
+        try:
+            return getattr(gateway, method_name)(params, idempotency_key)
+        except StripeGatewayError as error:
+            if error.answer_unknown:
+                self._crm_set_answer_unknown(error)
+            elif error.kind != "card_declined":  # a declined charge leaves its PaymentIntent
+                Request._crm_refused(idempotency_key, error)
+            raise
+
+    def _crm_write_request(self, operation, idempotency_key, params):
+        self.write(
+            {
+                "crm_request_operation": operation,
+                "crm_idempotency_key": idempotency_key,
+                "crm_request_params": params,
+            }
+        )
+
+    def _crm_set_answer_unknown(self, error):
+        """Keep this transaction as sent to Stripe without answer, and have it settled soon."""
+        self.ensure_one()
+        _logger.warning(
+            "stripe %s of %s sent without answer (%s): kept to be settled",
+            error.operation,
+            self.reference,
+            error.kind,
+        )
+        self.write(
+            {
+                "crm_answer_unknown": True,
+                "state_message": _(
+                    "Sent to Stripe on %(date)s, but Stripe's answer never arrived (%(error)s). Odoo "
+                    "asks Stripe what became of it within minutes, and before any new attempt.",
+                    date=fields.Datetime.to_string(fields.Datetime.now()),
+                    error=error.message,
+                ),
+            }
+        )
+        self.env.ref("crm_payment_integration.ir_cron_crm_stripe_request_resolve")._trigger(
+            fields.Datetime.now() + timedelta(seconds=const.UNKNOWN_ANSWER_GRACE)
+        )
+
+    def _crm_answer_received(self):
+        """Stripe's object of this transaction is known: its lost answer is settled."""
+        if not self.crm_answer_unknown:
+            return
+        self.crm_answer_unknown = False
+        self.env["crm.stripe.request"].sudo().search(
+            [
+                ("provider_id", "=", self.provider_id.id),
+                ("reference", "=", self.reference),
+                ("state", "=", "sent"),
+            ]
+        )._crm_close(_("Settled from Stripe's object."))
+
+    def _crm_never_received(self):
+        """Stripe never received this transaction's request: nothing happened."""
+        self.ensure_one()
+        self.crm_answer_unknown = False
+        self._set_canceled(_("Stripe never received this request: nothing was charged or refunded."))
+        if self.operation != "refund":
+            self._post_process()
+
+    def _crm_apply_sent_object(self, operation, obj):
+        """Apply what Stripe created for a request whose answer was lost."""
+        self.ensure_one()
+        if operation == "payment_intent":
+            return self._crm_apply_payment_intent(obj)
+        if operation == "refund":
+            return self._crm_apply_refund(obj)
+        self._crm_answer_received()
+        self._crm_store_checkout_session(obj)
+        return _("Hosted page %s kept.", obj["id"])
+
     # === APPLYING STRIPE'S STATE === #
 
     def _crm_apply_payment_intent(self, intent):
@@ -398,6 +576,7 @@ class PaymentTransaction(models.Model):
         :return: a short result for the ledger
         """
         self.ensure_one()
+        self._crm_answer_received()
         if self.state == "done" and not self.crm_needs_review:
             return _("Already paid.")
         self.provider_reference = intent["id"]
@@ -533,12 +712,16 @@ class PaymentTransaction(models.Model):
 
     def _crm_refundable_amount(self):
         self.ensure_one()
-        # A refund that failed after its credit note was booked still counts until a person
-        # has reversed that credit note: refunding again would book a second one.
+        # A refund that failed after its credit note was booked still counts while that credit
+        # note stands (open again: the customer is owed it): refunding again would book a second.
         refunded = sum(
             -tx.amount
             for tx in self.child_transaction_ids
-            if tx.operation == "refund" and (tx.state in ("draft", "pending", "done") or tx.payment_id)
+            if tx.operation == "refund"
+            and (
+                tx.state in ("draft", "pending", "done")
+                or tx.invoice_ids.filtered(lambda m: m.move_type == "out_refund" and m.state == "posted")
+            )
         )
         return self.currency_id.round(self.amount - refunded)
 
@@ -552,6 +735,14 @@ class PaymentTransaction(models.Model):
         self.ensure_one()
         if self.state != "done" or self.operation == "refund" or not self.provider_reference:
             raise UserError(_("Only a paid Stripe payment can be refunded (%s).", self.reference))
+        utils.lock_nowait(
+            self,
+            _(
+                "A refund of %(reference)s is already being made (a second click, another user): "
+                "wait a moment, then look at its refunds.",
+                reference=self.reference,
+            ),
+        )
         self._crm_ensure_post_processed()
         currency = self.currency_id
         refundable = self._crm_refundable_amount()
@@ -567,15 +758,21 @@ class PaymentTransaction(models.Model):
                 )
             )
         refund_tx = self._create_child_transaction(amount, is_refund=True, crm_flow=self.crm_flow or "stripe")
-        refund = refund_tx.provider_id._crm_stripe_call(
-            "create_refund",
-            {
-                "payment_intent": self.provider_reference,
-                "amount": refund_tx._crm_minor_amount(amount),
-                "metadata": {"reference": refund_tx.reference},
-            },
-            refund_tx._crm_idempotency_key("refund", refund_tx._crm_minor_amount(amount)),
-        )
+        try:
+            refund = refund_tx._crm_send_create(
+                "refund",
+                "create_refund",
+                {
+                    "payment_intent": self.provider_reference,
+                    "amount": refund_tx._crm_minor_amount(amount),
+                    "metadata": {"reference": refund_tx.reference},
+                },
+                refund_tx._crm_idempotency_key("refund", refund_tx._crm_minor_amount(amount)),
+            )
+        except StripeGatewayError as error:
+            if error.answer_unknown:
+                return refund_tx  # kept as sent, answer unknown: settled against Stripe
+            utils.raise_user_error(error, refund_tx.provider_id)
         refund_tx._crm_apply_refund(refund)
         return refund_tx
 
@@ -587,10 +784,17 @@ class PaymentTransaction(models.Model):
             pending.with_context(crm_batch=None)._post_process()
 
     def _crm_apply_refund(self, refund):
-        """Set a refund transaction's state from Stripe's Refund."""
+        """Set a refund transaction's state from Stripe's Refund.
+
+        A refund fails for good (``failed`` and ``canceled`` are final): once failed, a
+        refund's older statuses, delivered late or again, change nothing.
+        """
         self.ensure_one()
+        self._crm_answer_received()
         self.provider_reference = refund["id"]
         status = refund.get("status")
+        if self.state == "error":
+            return _("Refund already failed in Stripe.")
         if status == "succeeded":
             if self.state == "done":
                 return _("Refund already applied.")
@@ -598,37 +802,93 @@ class PaymentTransaction(models.Model):
             self._post_process()
             return _("Refund applied; credit note reconciled.")
         if status in ("pending", "requires_action"):
-            self._set_pending()
+            if self.state == "draft":
+                self._set_pending()
             return _("Refund pending.")
         if status in ("failed", "canceled"):
-            if self.state == "done":
-                self._crm_refund_failed_activity(refund)
-            self._set_error(
-                _(
-                    "Stripe could not refund %(reference)s (%(reason)s). The credit note, if "
-                    "any, must be cancelled or the customer paid back by other means.",
-                    reference=self.reference,
-                    reason=refund.get("failure_reason") or status,
-                ),
-                extra_allowed_states=("done",),
-            )
-            return _("Refund failed.")
+            return self._crm_refund_failed(refund)
         return _("Unknown refund status %s.", status)
 
-    def _crm_refund_failed_activity(self, refund):
+    def _crm_refund_failed(self, refund):
+        """Stripe could not refund (an expired or closed card): the customer got nothing back.
+
+        A refund already booked is undone: its outbound payment is cancelled, which leaves its
+        credit note open (the customer is owed the amount again). A person gets one activity to
+        pay the customer back another way; the customer gets no email.
+        """
+        self.ensure_one()
+        booked = self.state == "done"
+        reason = refund.get("failure_reason") or refund.get("status")
+        self._set_error(
+            _("Stripe could not refund %(reference)s (%(reason)s).", reference=self.reference, reason=reason),
+            extra_allowed_states=("done",),
+        )
+        if booked:
+            self._crm_unbook_refund(reason)
+        self._crm_refund_failed_activity(reason, booked)
+        return (
+            _("Refund failed; its payment cancelled, its credit note open again.")
+            if booked
+            else _("Refund failed.")
+        )
+
+    def _crm_unbook_refund(self, reason):
+        """Cancel the outbound payment of a refund that failed: unreconciled from its credit
+        note, reset to draft and cancelled (reversed instead where the journal forbids it)."""
+        self.ensure_one()
+        payment = self.payment_id
+        if not payment or payment.state in ("draft", "canceled"):
+            return
+        try:
+            with self.env.cr.savepoint():
+                payment.action_draft()
+                payment.action_cancel()
+        except UserError:  # a locked period or an inalterable journal: reversed, kept
+            payment.move_id.line_ids.remove_move_reconcile()
+            payment.move_id._reverse_moves(
+                [{"ref": _("Refund %(reference)s failed in Stripe", reference=self.reference)}], cancel=True
+            )
+        credit_notes = self.invoice_ids.filtered(lambda m: m.move_type == "out_refund")
+        for credit_note in credit_notes:
+            credit_note.message_post(
+                body=_(
+                    "Stripe could not refund %(reference)s (%(reason)s): its payment %(payment)s was "
+                    "cancelled and this credit note is open again.",
+                    reference=self.reference,
+                    reason=reason,
+                    payment=payment._get_html_link(),
+                )
+            )
+
+    def _crm_refund_failed_activity(self, reason, booked):
         invoices = self.source_transaction_id.invoice_ids.filtered(lambda m: m.move_type == "out_invoice")
         record = invoices[:1] or self.partner_id.commercial_partner_id
+        credit_notes = self.invoice_ids.filtered(lambda m: m.move_type == "out_refund")
+        amount = format_amount(self.env, -self.amount, self.currency_id)
+        if booked:
+            note = _(
+                "Stripe could not refund %(amount)s (%(reference)s, %(reason)s) after it was booked: "
+                "its payment was cancelled and credit note %(credit_note)s is open again, so the "
+                "customer is owed %(amount)s. Pay them back another way (and register that payment "
+                "on the credit note), or cancel the credit note.",
+                amount=amount,
+                reference=self.reference,
+                reason=reason,
+                credit_note=", ".join(credit_notes.mapped("name")) or "-",
+            )
+        else:
+            note = _(
+                "Stripe could not refund %(amount)s (%(reference)s, %(reason)s): nothing was booked. "
+                "Pay the customer back another way, or refund again.",
+                amount=amount,
+                reference=self.reference,
+                reason=reason,
+            )
         record.sudo().activity_schedule(
             "mail.mail_activity_data_todo",
             user_id=self.provider_id._crm_alert_user().id,
             summary=_("Stripe refund failed"),
-            note=_(
-                "Stripe could not refund %(reference)s (%(reason)s) after it was booked: reverse "
-                "its payment %(payment)s and credit note, then pay the customer back another way.",
-                reference=self.reference,
-                reason=refund.get("failure_reason") or refund.get("status"),
-                payment=self.payment_id.display_name or "-",
-            ),
+            note=note,
         )
 
     def _crm_refund_credit_note(self):
@@ -927,6 +1187,17 @@ class PaymentTransaction(models.Model):
         if not currency:
             return self.sudo().browse()
         metadata = intent.get("metadata") or {}
+        sent = metadata.get("reference") and self.env["crm.stripe.request"].sudo().search(
+            [
+                ("provider_id", "=", provider_sudo.id),
+                ("reference", "=", metadata["reference"]),
+                ("state", "=", "sent"),
+            ],
+            limit=1,
+        )
+        if sent and not self.sudo().search_count([("reference", "=", sent.reference)]):
+            # Odoo's own charge, whose transaction was lost with its request: restored as it was.
+            return sent._crm_restore_transaction()
         invoice_ids = [int(i) for i in (metadata.get("odoo_invoice_ids") or "").split(",") if i.isdigit()]
         if (metadata.get("odoo_subscription_id") or "").isdigit() and metadata.get("odoo_period_start"):
             invoice_ids = (
@@ -987,10 +1258,40 @@ class PaymentTransaction(models.Model):
         self.ensure_one()
         return self.env["crm.payment.refund.wizard"]._crm_open_for(transaction=self)
 
-    def _crm_notification_for_result(self):
-        """Tell the user who charged what happened: paid, declined or waiting for the customer."""
+    def _crm_notification_for_result(self, earlier=False):
+        """Tell the user who charged what happened: paid, declined or waiting for the customer.
+
+        :param bool earlier: the transaction is an earlier charge whose answer had been lost,
+            settled before a new one: nothing new was charged
+        """
         self.ensure_one()
         amount = format_amount(self.env, self.amount, self.currency_id)
+        if earlier:
+            notification = self._crm_notification_for_result()
+            params = notification["params"]
+            params["title"] = _("Earlier charge settled: nothing new charged")
+            params["message"] = _(
+                "The earlier charge %(reference)s, whose answer from Stripe had been lost, reached "
+                "Stripe: %(result)s Nothing new was charged; look at what is still due before "
+                "charging again.",
+                reference=self.reference,
+                result=params["message"],
+            )
+            params["sticky"] = True
+            return notification
+        if self.crm_answer_unknown:
+            return utils.notification(
+                _(
+                    "%(amount)s was sent to Stripe (%(reference)s) but Stripe's answer was lost. "
+                    "Odoo asks Stripe what became of it within minutes, and before any new charge "
+                    "of the same invoice: do not charge it another way meanwhile.",
+                    amount=amount,
+                    reference=self.reference,
+                ),
+                title=_("No answer from Stripe"),
+                kind="warning",
+                sticky=True,
+            )
         if self.state == "done":
             title, kind = _("Payment received"), "success"
             message = _("%(amount)s was charged (%(reference)s).", amount=amount, reference=self.reference)

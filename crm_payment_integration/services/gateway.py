@@ -65,6 +65,13 @@ class StripeGatewayError(Exception):
         """Whether the same call may succeed later without any change."""
         return self.kind in self.RETRYABLE_KINDS
 
+    @property
+    def answer_unknown(self):
+        """Whether Stripe may have done what was asked although no answer came back: the
+        connection dropped (on every retry) or Stripe failed with a 5xx. A create call that
+        ends so must be checked against Stripe before it is made anew."""
+        return self.kind == "network" or (self.kind == "api" and (self.http_status or 500) >= 500)
+
     def __repr__(self):
         return (
             f"StripeGatewayError(kind={self.kind!r}, code={self.code!r}, "
@@ -338,6 +345,13 @@ class StripeGateway:
             self.client.v1.payment_intents.retrieve,
             payment_intent_id,
         )
+
+    def list_payment_intents(self, customer_id, created_since=None):
+        """The PaymentIntents of a customer, newest first (those created since a timestamp)."""
+        params = {"customer": customer_id, "limit": 100}
+        if created_since:
+            params["created"] = {"gte": int(created_since)}
+        return self._list("payment_intent.list", self.client.v1.payment_intents.list, params=params)
 
     def cancel_payment_intent(self, payment_intent_id):
         return self._call("payment_intent.cancel", self.client.v1.payment_intents.cancel, payment_intent_id)

@@ -2,6 +2,8 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import format_amount
 
+from .. import utils
+
 
 class CrmPaymentChargeWizard(models.TransientModel):
     """Charge a free amount to one of a partner's saved payment methods, with a reason."""
@@ -136,10 +138,29 @@ class CrmPaymentChargeWizard(models.TransientModel):
                         amount=format_amount(self.env, invoice.amount_residual, invoice.currency_id),
                     )
                 )
-            # The invoice's own checks: a charge or a hosted page already paying it first.
+            # The invoice's own checks: a charge or a hosted page already paying it first, a
+            # charge whose answer from Stripe was lost settled first.
             return invoice._crm_charge_saved_method(
                 token=self.token_id, amount=self.amount, reason=self.reason
             )
+        partner_sudo = self.partner_id.commercial_partner_id.sudo()
+        utils.lock_nowait(
+            partner_sudo,
+            _(
+                "A charge of %(partner)s is already in progress (a second click, another user): "
+                "wait a moment, then look at the customer's payments before charging again.",
+                partner=partner_sudo.display_name,
+            ),
+        )
+        found = (
+            self.env["crm.stripe.request"]
+            .sudo()
+            ._crm_settle_earlier(
+                self.token_id.provider_id.sudo(), partner=partner_sudo, operation="payment_intent"
+            )
+        )
+        if found:
+            return found[-1:]._crm_notification_for_result(earlier=True)
         tx = self.env["payment.transaction"]._crm_create(
             self.partner_id,
             self.amount,

@@ -92,7 +92,43 @@ class CrmPaymentRefundWizard(models.TransientModel):
             self.invoice_id.check_access("read")
             if self.transaction_id not in self.invoice_id.sudo().transaction_ids:
                 raise UserError(_("This payment is not one of %s.", self.invoice_id.display_name))
-        refund_tx = self.transaction_id.sudo()._crm_refund(self.amount)
+        source_sudo = self.transaction_id.sudo()
+        # A refund of this payment whose answer from Stripe was lost is settled first.
+        found = (
+            self.env["crm.stripe.request"]
+            .sudo()
+            ._crm_settle_earlier(
+                source_sudo.provider_id, payment_intent=source_sudo.provider_reference, operation="refund"
+            )
+        )
+        if found:
+            return utils.notification(
+                title=_("Earlier refund settled: nothing new refunded"),
+                message=_(
+                    "The earlier refund %(reference)s of %(amount)s, whose answer from Stripe had "
+                    "been lost, reached Stripe and is now recorded (%(state)s). Nothing new was "
+                    "refunded; open the refund again if more is to be refunded.",
+                    reference=found[-1].reference,
+                    amount=format_amount(self.env, -found[-1].amount, found[-1].currency_id),
+                    state=found[-1].state,
+                ),
+                kind="warning",
+                sticky=True,
+            )
+        refund_tx = source_sudo._crm_refund(self.amount)
+        if refund_tx.crm_answer_unknown:
+            return utils.notification(
+                title=_("No answer from Stripe"),
+                message=_(
+                    "The refund of %(amount)s on %(reference)s was sent to Stripe but its answer was "
+                    "lost. Odoo asks Stripe what became of it within minutes, and before any new "
+                    "refund of this payment: do not refund it another way meanwhile.",
+                    amount=format_amount(self.env, self.amount, self.currency_id),
+                    reference=self.transaction_id.reference,
+                ),
+                kind="warning",
+                sticky=True,
+            )
         title = _("Refund sent") if refund_tx.state == "done" else _("Refund requested")
         return utils.notification(
             title=title,
