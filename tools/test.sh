@@ -43,12 +43,25 @@ if grep -E " (ERROR|CRITICAL) " "$WORK/install.log"; then
     die "installation of crm_payment_integration logged errors"
 fi
 
-echo "== running tests"
 cd "$ROOT"
+# pytest.ini (repository root) adds its own options to these.
+PYTEST=("$PYTHON" -m pytest "$ROOT/crm_payment_integration/tests"
+    --odoo-config="$CONFIG" --odoo-database="$DB" --odoo-log-level=warn -p no:cacheprovider)
+
+# Starting pytest (pytest-odoo reading Odoo's configuration, every test module imported) must
+# log no error: an error there is a fault of the set-up (such as Odoo's "Importing test
+# framework" when odoo.tests is imported outside test mode), not of a test.
+echo "== checking that the tests start without errors"
+"${PYTEST[@]}" --collect-only -q >"$WORK/collect.log" 2>&1 \
+    || { cat "$WORK/collect.log"; die "the tests could not be collected"; }
+if grep -qE "^[0-9-]+ [0-9:,]+ [0-9]+ (ERROR|CRITICAL) " "$WORK/collect.log"; then
+    sed -n '/^[0-9-]* [0-9:,]* [0-9]* \(ERROR\|CRITICAL\) /,$p' "$WORK/collect.log" | head -40
+    die "starting the tests logged errors (above): fix their cause, do not silence them"
+fi
+
+echo "== running tests"
 set +e -o pipefail
-"$PYTHON" -m pytest "$ROOT/crm_payment_integration/tests" \
-    --odoo-config="$CONFIG" --odoo-database="$DB" --odoo-http --odoo-log-level=warn \
-    -p no:cacheprovider -q -rs "$@" | tee "$WORK/pytest.log"
+"${PYTEST[@]}" --odoo-http -q -rs "$@" | tee "$WORK/pytest.log"
 status=$?
 set -e
 # A skipped test is not a passing one (a missing browser or library skips tours silently).

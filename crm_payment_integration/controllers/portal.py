@@ -6,7 +6,7 @@ from odoo import _, http
 from odoo.exceptions import AccessError, MissingError, UserError
 from odoo.http import request
 
-from odoo.addons.account.controllers.portal import PortalAccount
+from odoo.addons.account_payment.controllers.portal import PortalAccount
 from odoo.addons.payment.controllers.portal import PaymentPortal
 from odoo.addons.portal.controllers.portal import CustomerPortal
 
@@ -191,7 +191,13 @@ class CrmSubscriptionPortal(CustomerPortal):
     def crm_my_subscriptions(self, **kwargs):
         subscriptions = request.env["crm.subscription"].search(self._crm_subscriptions_domain()).sudo()
         values = self._prepare_portal_layout_values()
-        values.update({"subscriptions": subscriptions, "page_name": "crm_subscriptions"})
+        values.update(
+            {
+                "subscriptions": subscriptions,
+                "next_charges": {s.id: self._crm_next_charge_date(s) for s in subscriptions},
+                "page_name": "crm_subscriptions",
+            }
+        )
         return request.render("crm_payment_integration.portal_my_subscriptions", values)
 
     @http.route("/my/subscriptions/<int:subscription_id>", type="http", auth="user", website=True)
@@ -199,7 +205,12 @@ class CrmSubscriptionPortal(CustomerPortal):
         subscription = self._crm_subscription_or_404(subscription_id)
         values = self._prepare_portal_layout_values()
         values.update(
-            {"subscription": subscription, "page_name": "crm_subscription", "message": kwargs.get("message")}
+            {
+                "subscription": subscription,
+                "next_charge": self._crm_next_charge_date(subscription),
+                "page_name": "crm_subscription",
+                "message": kwargs.get("message"),
+            }
         )
         return request.render("crm_payment_integration.portal_my_subscription", values)
 
@@ -260,6 +271,18 @@ class CrmSubscriptionPortal(CustomerPortal):
             return request.redirect(f"/my/subscriptions/{subscription.id}")
         return request.redirect(f"/my/subscriptions/{subscription.id}?message={action}d")
 
+    @staticmethod
+    def _crm_next_charge_date(subscription):
+        """The day the subscription is next charged, or None when nothing is scheduled: paused,
+        past due (only its unpaid invoices are charged again), cancelled, expired, or ending
+        before its next period."""
+        date = subscription.next_invoice_date
+        if subscription.state not in ("trial", "active") or not date:
+            return None
+        if subscription.end_date and date > subscription.end_date:
+            return None
+        return date
+
     def _crm_subscription_or_404(self, subscription_id):
         """The subscription if the user may read it (record rules), then in sudo, as Odoo's
         portal does with its documents; 404 otherwise."""
@@ -276,7 +299,10 @@ class CrmPaymentMethodPortal(PaymentPortal):
 
     @http.route()
     def payment_method(self, **kwargs):
-        """Replaces Odoo's page on the same URL (one route, one page) for Stripe's methods."""
+        """Replaces Odoo's page on the same URL (one route, one page) for Stripe's methods;
+        Odoo's page stays for a company without a Stripe provider."""
+        if not request.env["payment.provider"]._crm_get_stripe_provider(request.env.company):
+            return super().payment_method(**kwargs)
         partner = request.env.user.partner_id.commercial_partner_id
         values = self._prepare_portal_layout_values()
         values.update({"tokens": partner.sudo()._crm_tokens(), "page_name": "crm_payment_method"})
@@ -319,6 +345,18 @@ class CrmPaymentMethodPortal(PaymentPortal):
 
 
 class CrmPortalAccount(PortalAccount):
+    """Extends account_payment's class, which defines the overdue invoices route: extending
+    account's instead would leave that route to account_payment's code."""
+
+    @http.route()
+    def portal_my_overdue_invoices(self, access_token=None, **kw):
+        """Odoo's page paying every overdue invoice at once is its payment form; where invoices
+        are paid on Stripe's hosted page, the list of overdue invoices, each with its button,
+        takes its place (one way to pay)."""
+        if request.env["payment.provider"]._crm_get_stripe_provider(request.env.company):
+            return request.redirect("/my/invoices?filterby=overdue_invoices")
+        return super().portal_my_overdue_invoices(access_token=access_token, **kw)
+
     def _get_overdue_invoices_domain(self, partner_id=None):
         """Stripe Billing collects the invoices it mirrors: not among those paid from Odoo."""
         return super()._get_overdue_invoices_domain(partner_id) + [("crm_stripe_invoice_id", "=", False)]

@@ -403,11 +403,27 @@ class AccountMove(models.Model):
         token = self._portal_ensure_token()
         return f"{self.get_base_url()}/crm_payment/stripe/pay/{self.id}?access_token={token}"
 
+    def _crm_portal_pays_with_stripe(self):
+        """Whether the portal's way to pay this invoice is this add-on's hosted Stripe page: a
+        customer invoice (not one Stripe Billing collects) of a company with a Stripe provider."""
+        self.ensure_one()
+        return bool(
+            self.move_type == "out_invoice"
+            and not self.crm_stripe_invoice_id
+            and self.env["payment.provider"]._crm_get_stripe_provider(self.company_id)
+        )
+
     # === STRIPE BILLING MIRROR === #
 
     def _has_to_be_paid(self):
-        # Stripe Billing collects its invoices: no second way to pay them from Odoo's portal.
-        return not self.crm_stripe_invoice_id and super()._has_to_be_paid()
+        # One way to pay in the portal: Stripe Billing collects the invoices it mirrors, and
+        # the hosted Stripe page takes the others of a company with a Stripe provider; Odoo's
+        # payment form stays for the companies without one.
+        return (
+            not self.crm_stripe_invoice_id
+            and not self._crm_portal_pays_with_stripe()
+            and super()._has_to_be_paid()
+        )
 
     @api.model
     def _crm_sync_stripe_invoice(self, provider_sudo, remote, cache=None):

@@ -15,3 +15,4 @@ from . import test_customer_params
 from . import test_billing_dates
 from . import test_hardening_mirror
 from . import test_hardening_payments
+from . import test_portal_ux
