@@ -1,14 +1,15 @@
 import logging
 import threading
-import time
 from datetime import date
 
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import config
 
 from ..const import HARD_DECLINE_CODES
+from ..services.budget import TimeBudget, iter_batches, report_cron_progress
 from .crm_payment_event import EventBatch
 
 _logger = logging.getLogger(__name__)
@@ -292,40 +293,57 @@ class CrmSubscription(models.Model):
         return INTERVALS[self.interval_unit](self.interval_number)
 
     @api.model
-    def _cron_bill(self, now=None, batch_size=50, time_budget=50):
-        """Invoice and charge every subscription due at ``now``, in committed batches.
+    def _cron_bill(self, now=None, batch_size=50, budget=None):
+        """Invoice and charge every subscription due at ``now``, in committed batches, within
+        the share of Odoo's worker limits a run may use; what is left runs next (at once).
 
         One invoice per subscription and period whatever happens: the period's start is a
         unique key of the invoice. One charge per invoice: the charge's idempotency key comes
         from the invoice. A crash loses at most the batch in progress; the next run resumes.
 
         :param date now: the billing date (a parameter for tests walking through time)
+        :param int batch_size: subscriptions billed and committed together (fewer when time is
+            short)
+        :param TimeBudget budget: when to stop; by default the share of Odoo's limits, shared
+            by the runs of one unit of work of the cron
         :return: how many subscriptions were billed or retried
         """
         today = fields.Date.to_date(now) if now else fields.Date.context_today(self)
         auto_commit = not getattr(threading.current_thread(), "testing", False)
-        started = time.monotonic()
-        billed = 0
+        budget = budget or TimeBudget.for_run(self.env, config)
+        billed = done = 0
         skipped = []
-        while time.monotonic() - started < time_budget:
-            base_domain = [("managed_by", "=", "odoo"), ("id", "not in", skipped)]
-            due = self.search(
-                base_domain + [("state", "in", ("trial", "active")), ("next_invoice_date", "<=", today)],
-                limit=batch_size,
-                order="next_invoice_date, id",
-            ) or self.search(
-                base_domain + [("state", "=", "past_due"), ("dunning_next_date", "<=", today)],
-                limit=batch_size,
-                order="dunning_next_date, id",
-            )
+        drained = False
+        while budget.allows_batch():
+            due = self._crm_due_for_billing(today, skipped, limit=budget.batch_size(batch_size))
             if not due:
+                drained = True
                 break
-            billed += due._bill_batch(today, skipped)
-            if auto_commit:
-                self.env.cr.commit()  # pylint: disable=invalid-commit
-                # What the batch loaded is not needed again: memory stays flat over a long run.
-                self.env.invalidate_all()
+            with budget.batch(len(due)):
+                billed += due._bill_batch(today, skipped)
+                if auto_commit:
+                    self.env.cr.commit()  # pylint: disable=invalid-commit
+                    # What the batch loaded is not needed again: memory stays flat over a long run.
+                    self.env.invalidate_all()
+            done += len(due)
+        remaining = 0 if drained else len(self._crm_due_for_billing(today, skipped))
+        cron = self.env.ref("crm_payment_integration.ir_cron_crm_subscription_bill")
+        report_cron_progress(cron, done, remaining)
         return billed
+
+    @api.model
+    def _crm_due_for_billing(self, today, skipped, limit=None):
+        """Return the subscriptions to bill (due periods first, then dunning retries)."""
+        base_domain = [("managed_by", "=", "odoo"), ("id", "not in", skipped)]
+        return self.search(
+            base_domain + [("state", "in", ("trial", "active")), ("next_invoice_date", "<=", today)],
+            limit=limit,
+            order="next_invoice_date, id",
+        ) or self.search(
+            base_domain + [("state", "=", "past_due"), ("dunning_next_date", "<=", today)],
+            limit=limit,
+            order="dunning_next_date, id",
+        )
 
     def _bill_batch(self, today, skipped):
         """Bill a batch: the invoices are created and posted together, then each is charged;
@@ -520,17 +538,25 @@ class CrmSubscription(models.Model):
     # === REMINDERS === #
 
     @api.model
-    def _cron_reminders(self, now=None):
+    def _cron_reminders(self, now=None, budget=None):
         """Remind customers of renewals (a setting, 7 days ahead by default) and ask those
         whose saved card expires within 30 days for a new one; each reminder is sent once.
+        Committed in batches within the run's share of Odoo's worker limits; the next run
+        (at once) goes on with the rest.
 
         :param date now: the day of the run (a parameter for tests)
+        :param TimeBudget budget: when to stop; by default the share of Odoo's limits
         """
         today = fields.Date.to_date(now) if now else fields.Date.context_today(self)
         renewal = self.env.ref("crm_payment_integration.mail_template_crm_subscription_renewal")
         sent = 0
-        for subscription in self.search(
-            [("state", "=", "active"), ("next_invoice_date", "!=", False), ("managed_by", "=", "odoo")]
+        for subscription in iter_batches(
+            self.search(
+                [("state", "=", "active"), ("next_invoice_date", "!=", False), ("managed_by", "=", "odoo")]
+            ),
+            budget or TimeBudget.for_run(self.env, config),
+            self.env.ref("crm_payment_integration.ir_cron_crm_subscription_reminders"),
+            commit=not getattr(threading.current_thread(), "testing", False),
         ):
             days = subscription.company_id.crm_renewal_reminder_days
             due = subscription.next_invoice_date
