@@ -163,7 +163,7 @@ class CrmPaymentEvent(models.Model):
         return row and row[0]
 
     @api.model
-    def _crm_trigger_processing(self, event_id):
+    def _crm_trigger_processing(self, event_id=None):
         """Make the processing cron run again after this event is committed.
 
         Every event adds a trigger row, so the job is due when a cron worker polls. Waking the
@@ -177,9 +177,12 @@ class CrmPaymentEvent(models.Model):
         event. An event stored just after a run (whose own trigger that run consumes) therefore
         wakes the workers itself, rather than wait for their next poll (up to 70 s).
 
-        :param int event_id: the event just stored
+        :param int event_id: the event just stored (``None``: always wake the workers)
         """
         cron = self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
+        if not event_id:
+            cron._trigger()
+            return
         self.env.cr.execute(
             SQL(
                 """
