@@ -5,8 +5,10 @@ from werkzeug.urls import url_join
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools import config
 
 from .. import utils
+from ..services.budget import TimeBudget
 from ..services.gateway import StripeGateway, StripeGatewayError, make_idempotency_key
 
 _logger = logging.getLogger(__name__)
@@ -119,7 +121,20 @@ class PaymentProvider(models.Model):
         self.check_access("write")
         provider_sudo = self.sudo()
         provider_sudo._crm_check_stripe()
-        subscriptions = self.env["crm.subscription"]._crm_import_stripe_subscriptions(provider_sudo)
+        Subscription = self.env["crm.subscription"]
+        # A request has Odoo's worker limits too: what does not fit goes on in the background.
+        budget = TimeBudget.for_run(self.env, config)
+        subscriptions = Subscription._crm_import_stripe_subscriptions(provider_sudo, budget=budget)
+        if budget.exhausted:
+            return utils.notification(
+                _(
+                    "%(count)s Stripe Billing subscriptions are mirrored in Odoo; the others are "
+                    "being imported in the background and appear in the Subscriptions list within "
+                    "minutes.",
+                    count=len(subscriptions),
+                ),
+                reload=False,
+            )
         return utils.notification(
             _("%(count)s Stripe Billing subscriptions are mirrored in Odoo.", count=len(subscriptions)),
             reload=False,

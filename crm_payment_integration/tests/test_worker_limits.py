@@ -11,9 +11,11 @@ from odoo import api
 from odoo.modules.registry import Registry
 from odoo.tests import TransactionCase, tagged
 
+from ..models.crm_subscription_stripe import IMPORT_PENDING_PARAM
 from ..services import budget as budget_module
 from ..services.budget import CRON_SLEEP, TimeBudget
 from .common import CrmPaymentCommon, stripe_event
+from .test_stripe_billing import StripeBillingCommon
 
 LIMITS = {"limit_time_cpu": 60, "limit_time_real": 120, "limit_time_real_cron": -1}
 
@@ -314,3 +316,26 @@ class TestBillingUnderLimits(BudgetedClockMixin, CrmPaymentCommon):
             clock.advance(0.5)
         self.assertEqual(len(seen), 2)
         self.assertEqual((progress.done, progress.remaining), (2, len(records) - 2))
+
+
+@tagged("post_install", "-at_install")
+class TestImportUnderLimits(BudgetedClockMixin, StripeBillingCommon):
+    def test_import_button_hands_what_does_not_fit_to_the_cron(self):
+        first = self._stripe_subscription()
+        second = self._stripe_subscription()
+        Subscription = self.env["crm.subscription"]
+        clock = self._one_second_per_call(Subscription, "_crm_sync_stripe_subscription")
+        cron = self.env.ref("crm_payment_integration.ir_cron_crm_import_stripe_subscriptions")
+        Trigger = self.env["ir.cron.trigger"].sudo()
+        # The request's budget fits one subscription (1 s) with less than twice that left.
+        with patch.object(TimeBudget, "for_run", return_value=TimeBudget(wall_seconds=1.5, clock=clock)):
+            action = self.provider.action_crm_import_stripe_subscriptions()
+        self.assertEqual(clock.now, 1, "one subscription mirrored by the button")
+        self.assertIn("in the background", action["params"]["message"])
+        self.assertTrue(Trigger.search_count([("cron_id", "=", cron.id)]), "the import cron goes on at once")
+        self.assertEqual(
+            self.env["ir.config_parameter"].sudo().get_param(IMPORT_PENDING_PARAM), str(self.provider.id)
+        )
+        Subscription._cron_import_stripe_subscriptions()
+        self.assertTrue(self._mirror(first) and self._mirror(second), "both mirrored")
+        self.assertFalse(self.env["ir.config_parameter"].sudo().get_param(IMPORT_PENDING_PARAM))
