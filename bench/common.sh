@@ -57,28 +57,5 @@ bench_stop_odoo() {
 }
 
 bench_killed_workers() {  # prints the workers Odoo killed or lost, from its log; returns 1 if any
-    "$PYTHON" - "$WORK/odoo.log" <<'PY'
-import re
-import sys
-
-counts = {"CPU time limit": 0, "memory limit": 0, "watchdog timeout": 0, "crashed": 0}
-started = {}
-patterns = {
-    "CPU time limit": re.compile(r"CPU time limit .*reached"),
-    "memory limit": re.compile(r"[Vv]irtual memory limit|MemoryError"),
-    "watchdog timeout": re.compile(r"\(\d+\) timeout after \d+s|virtual real time limit"),
-    "crashed": re.compile(r"Exception occurred, exiting|killing"),
-}
-for line in open(sys.argv[1], errors="replace"):
-    for name, pattern in patterns.items():
-        if pattern.search(line):
-            counts[name] += 1
-    if match := re.search(r"Worker (WorkerHTTP|WorkerCron) \(\d+\) alive", line):
-        started[match.group(1)] = started.get(match.group(1), 0) + 1
-killed = counts["CPU time limit"] + counts["memory limit"] + counts["watchdog timeout"]
-killed = max(killed, counts["crashed"])
-details = ", ".join(f"{name}: {n}" for name, n in counts.items())
-print(f"workers killed: {killed} (target 0)   [{details}; workers started: {started}]")
-sys.exit(1 if killed else 0)
-PY
+    "$PYTHON" "$ROOT/bench/cron.py" killed "$WORK/odoo.log"
 }

@@ -5,6 +5,8 @@ worker under Odoo's limits, re-run by Odoo while it reports remaining work.
 """
 
 import os
+import re
+import sys
 import time
 
 import psycopg2
@@ -73,3 +75,45 @@ def reset_gateway_totals(directory):
     for name in os.listdir(directory):
         if name.startswith("gateway."):
             os.unlink(os.path.join(directory, name))
+
+
+KILL_PATTERNS = {
+    "CPU time limit": re.compile(r"CPU time limit .*reached"),
+    "memory limit": re.compile(r"[Vv]irtual memory limit|MemoryError"),
+    "watchdog timeout": re.compile(r"\(\d+\) timeout after \d+s|virtual real time limit"),
+    "crashed": re.compile(r"Exception occurred, exiting"),
+}
+
+
+def log_size(path):
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def killed_workers(path, start=0, end=None):
+    """Count the workers Odoo killed or lost in its log (from byte ``start`` to ``end``).
+
+    :return: the number killed and the counts per cause
+    :rtype: tuple[int, dict]
+    """
+    counts = dict.fromkeys(KILL_PATTERNS, 0)
+    with open(path, "rb") as file:
+        file.seek(start)
+        text = file.read(None if end is None else max(0, end - start)).decode(errors="replace")
+    for line in text.splitlines():
+        for name, pattern in KILL_PATTERNS.items():
+            if pattern.search(line):
+                counts[name] += 1
+    limits = counts["CPU time limit"] + counts["memory limit"] + counts["watchdog timeout"]
+    return max(limits, counts["crashed"]), counts
+
+
+def describe_kills(killed, counts):
+    details = ", ".join(f"{name}: {n}" for name, n in counts.items())
+    return f"workers killed: {killed} (target 0)   [{details}]"
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["killed"]:
+    # python3 bench/cron.py killed ODOO_LOG: print the workers killed; exit 1 when any was
+    killed, counts = killed_workers(sys.argv[2])
+    print(describe_kills(killed, counts))
+    sys.exit(1 if killed else 0)

@@ -17,8 +17,9 @@ PROVIDER_ID=$(PAYMENTS="$PAYMENTS" INTENTS_FILE="$WORK/intents.json" bench_setup
 [ -n "$PROVIDER_ID" ] || die "benchmark set-up failed"
 bench_start_odoo 1
 status=0
-"$PYTHON" "$ROOT/bench/load_payments.py" "http://127.0.0.1:$ODOO_PORT" "$DB" "$PROVIDER_ID" "$SECRET" \
+BENCH_ODOO_LOG="$WORK/odoo.log" "$PYTHON" "$ROOT/bench/load_payments.py" "http://127.0.0.1:$ODOO_PORT" "$DB" "$PROVIDER_ID" "$SECRET" \
     "$WORK/intents.json" "$SENDERS" || status=1
 bench_stop_odoo
+echo -n "whole run (Odoo's own flow included): "
 bench_killed_workers || status=1
 exit $status
