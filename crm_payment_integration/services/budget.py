@@ -33,6 +33,8 @@ HTTP_SLEEP = 4
 DEFAULT_SHARE = 0.5
 # Another batch is claimed only while what is left is at least this many times the slowest one.
 DEFAULT_MARGIN = 2.0
+# The first batch of a run claims this fraction of the batch size; the next ones grow with time.
+SLOW_START = 8
 
 # One budget per unit of work of a cron job: the iterations Odoo runs at once share it.
 _unit_budgets = weakref.WeakKeyDictionary()
@@ -82,6 +84,7 @@ class TimeBudget:
         self.slowest_cpu = 0.0
         self.slowest_wall = 0.0
         self._per_item = 0.0
+        self._last_size = 0
         self.exhausted = False  # set once the budget refused a batch
 
     def __repr__(self):
@@ -220,17 +223,21 @@ class TimeBudget:
         return fits
 
     def batch_size(self, default):
-        """Return how many items the next batch may claim: ``default``, fewer when the items
-        measured so far say that many would not fit in what is left with the margin.
+        """Return how many items the next batch may claim, sized by time: the first batch is a
+        fraction of ``default`` (its cost is unknown: on a slow or busy machine a full one alone
+        could overrun the limits), then each batch at most doubles the previous one and holds
+        no more items than the per-item cost measured so far fits in what is left, with the
+        margin.
 
         :param int default: the batch size when time allows it
         :rtype: int
         """
         if not self._per_item:
-            return default
+            return max(1, default // SLOW_START)
         cpu_left, wall_left = self.left()
         fits = min(cpu_left, wall_left) / (self.margin * self._per_item)
-        return default if fits >= default else max(1, int(fits))
+        size = min(default, 2 * self._last_size) if self._last_size else default
+        return size if fits >= size else max(1, int(fits))
 
     def batch(self, items=0):
         """Return a context manager measuring one batch (also when it raises).
@@ -246,6 +253,7 @@ class TimeBudget:
         self.slowest_wall = max(self.slowest_wall, wall)
         if items:
             self.items += items
+            self._last_size = items
             self._per_item = max(self._per_item, max(cpu, wall) / items)
 
 

@@ -74,13 +74,14 @@ class TestTimeBudget(unittest.TestCase):
 
     def test_batches_sized_by_time(self):
         budget = self._budget(wall=10)
-        self.assertEqual(budget.batch_size(200), 200)  # nothing measured yet
-        self._run_batch(budget, 1, items=200)  # 5 ms per item
-        self.assertEqual(budget.batch_size(200), 200)  # 9 s left: 900 fit with the margin
-        self._run_batch(budget, 7, items=200)  # 35 ms per item, 2 s left
-        self.assertEqual(budget.batch_size(200), 28)  # 2 s / (2 x 35 ms)
+        self.assertEqual(budget.batch_size(200), 25)  # nothing measured yet: a small first batch
+        self._run_batch(budget, 1, items=25)  # 40 ms per item
+        self.assertEqual(budget.batch_size(200), 50)  # 9 s left fit 112: at most twice the last
+        self._run_batch(budget, 7, items=50)  # 140 ms per item, 2 s left
+        self.assertEqual(budget.batch_size(200), 7)  # 2 s / (2 x 140 ms)
         self.wall.advance(1.99)
         self.assertEqual(budget.batch_size(200), 1)
+        self.assertEqual(self._budget().batch_size(5), 1)
 
     def test_share_of_the_limits(self):
         budget = TimeBudget.from_limits(60, 120, cpu_spent=10, wall_spent=15)
@@ -178,19 +179,20 @@ class TestLedgerUnderLimits(BudgetedClockMixin, CrmPaymentCommon):
             # 2.5 s: after one batch (1 s), less than twice the slowest batch is left.
             budget = TimeBudget(wall_seconds=2.5, clock=clock)
             runner = self.Event.with_context(ir_cron_progress_id=progress.id)
-            self.assertEqual(runner._cron_process_events(batch_size=2, budget=budget), 2)
+            # The first batch claims 2 (an eighth of 16).
+            self.assertEqual(runner._cron_process_events(batch_size=16, budget=budget), 2)
             self.assertEqual(spy.call_args.kwargs, {"done": 2, "remaining": 3})
             self.assertEqual((progress.done, progress.remaining), (2, 3))  # Odoo runs it again at once
             self.assertEqual(sorted(events.mapped("state")), ["done"] * 2 + ["pending"] * 3)
             trigger.assert_not_called()
             # Called again at once in the same unit of work, whose budget is spent: nothing is
             # claimed, a new unit of work (trigger and NOTIFY) takes over.
-            self.assertEqual(runner._cron_process_events(batch_size=2, budget=budget), 0)
+            self.assertEqual(runner._cron_process_events(batch_size=16, budget=budget), 0)
             self.assertEqual(spy.call_args.kwargs, {"done": 0, "remaining": 3})
             self.assertEqual(trigger.call_args.args[0].id, cron.id)
             # The next unit of work applies the rest and says nothing is left.
             budget = TimeBudget(wall_seconds=100, clock=clock)
-            self.assertEqual(runner._cron_process_events(batch_size=2, budget=budget), 3)
+            self.assertEqual(runner._cron_process_events(batch_size=16, budget=budget), 3)
             self.assertEqual(spy.call_args.kwargs, {"done": 3, "remaining": 0})
         self.assertEqual(set(events.mapped("state")), {"done"})
         self.assertEqual(events.mapped("attempts"), [1] * 5)
@@ -290,14 +292,15 @@ class TestBillingUnderLimits(BudgetedClockMixin, CrmPaymentCommon):
         with patch.object(Cron, "_notify_progress", autospec=True, side_effect=Cron._notify_progress) as spy:
             # A tiny budget: the run stops after its first batch.
             budget = TimeBudget(wall_seconds=1.5, clock=clock)
-            self.assertEqual(runner._cron_bill(now=day, batch_size=2, budget=budget), 2)
+            # The first batch bills 2 (an eighth of 16).
+            self.assertEqual(runner._cron_bill(now=day, batch_size=16, budget=budget), 2)
             self.assertEqual(spy.call_args.kwargs, {"done": 2, "remaining": 1})
             self.assertEqual((progress.done, progress.remaining), (2, 1))
             self.assertEqual(len(subscriptions.invoice_ids), 2)
             # The next run bills the rest; a third one finds nothing.
-            self.assertEqual(runner._cron_bill(now=day, batch_size=2, budget=TimeBudget(clock=clock)), 1)
+            self.assertEqual(runner._cron_bill(now=day, batch_size=16, budget=TimeBudget(clock=clock)), 1)
             self.assertEqual(spy.call_args.kwargs, {"done": 1, "remaining": 0})
-            self.assertEqual(runner._cron_bill(now=day, batch_size=2, budget=TimeBudget(clock=clock)), 0)
+            self.assertEqual(runner._cron_bill(now=day, batch_size=16, budget=TimeBudget(clock=clock)), 0)
         for subscription in subscriptions:
             self.assertEqual(len(subscription.invoice_ids), 1, "billed once")
             self.assertEqual(len(subscription.invoice_ids.transaction_ids), 1, "charged once")
