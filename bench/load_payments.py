@@ -14,6 +14,7 @@ import time
 from urllib.parse import urlsplit
 
 import psycopg2
+from cron import describe_kills, killed_workers, log_size
 from load_webhook import run, signed_event
 
 
@@ -77,14 +78,18 @@ def main():
         notify.cursor().execute("NOTIFY cron_trigger, %s", [db])
         notify.close()
 
-    results = {}
+    results, kills = {}, {}
+    odoo_log = os.environ.get("BENCH_ODOO_LOG")
     for name, path, kick in (
         ("odoo", "/payment/stripe/webhook", kick_odoo_post_processing),
         ("crm", ours_path, None),
     ):
         items = flows[name]
         requests = [signed_event(path, secret, "payment_intent.succeeded", item["intent"]) for item in items]
+        start = log_size(odoo_log) if odoo_log else 0
         results[name] = measure(parts, db, requests, [item["invoice_id"] for item in items], senders, kick)
+        if odoo_log:
+            kills[name] = killed_workers(odoo_log, start)
 
     print(f"transactions per flow: {len(flows['crm'])}, senders: {senders}")
     labels = {
@@ -98,6 +103,8 @@ def main():
             f"({done}/{stats['requests']} in {elapsed:.1f} s)   webhook p50 {stats['p50_ms']:6.1f} ms "
             f"p99 {stats['p99_ms']:6.1f} ms   non-200: {stats['failures']}"
         )
+        if name in kills:
+            print(f"  {'':56s} while it ran: {describe_kills(*kills[name])}")
     odoo_rate = results["odoo"][1] / results["odoo"][2]
     crm_rate = results["crm"][1] / results["crm"][2]
     print(

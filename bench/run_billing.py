@@ -1,49 +1,62 @@
-"""Run the billing cron once over every subscription due; run through `odoo shell`.
+"""Run the billing cron in Odoo's cron worker over every subscription due and wait for it.
 
 Prints what the run did and where its time went: waiting for the gateway (every Stripe call,
-timed around the SDK) and in Odoo (the rest), with the process's peak memory.
+timed in the cron worker by the crm_bench_timing add-on) and in Odoo (the rest), with the cron
+worker's peak memory. The cron runs as in production: under Odoo's limits, re-run by Odoo while
+it reports remaining work, each run committing its batches.
+
+Usage: python3 bench/run_billing.py DB TIMING_DIR
 """
 
-import resource
+import sys
 import time
 
-from odoo import fields
+from cron import connect, gateway_totals, kick, reset_gateway_totals
 
-from odoo.addons.crm_payment_integration.services import gateway as gateway_module
+DUE = (
+    "SELECT count(*) FROM crm_subscription WHERE managed_by = 'odoo' AND state IN ('trial', 'active') "
+    "AND next_invoice_date <= (now() AT TIME ZONE 'UTC')::date"
+)
+PAID_TODAY = (
+    "SELECT count(*) FROM account_move WHERE crm_subscription_id IS NOT NULL "
+    "AND invoice_date = (now() AT TIME ZONE 'UTC')::date AND payment_state IN ('paid', 'in_payment')"
+)
 
-env = env  # noqa: F821
-waiting = {"seconds": 0.0, "calls": 0}
-original_call = gateway_module.StripeGateway._call
+
+def count(cursor, query):
+    cursor.execute(query)
+    return cursor.fetchone()[0]
 
 
-def timed_call(self, *args, **kwargs):
+def main():
+    db, timing_dir = sys.argv[1:3]
+    conn = connect(db)
+    cursor = conn.cursor()
+    due = count(cursor, DUE)
+    reset_gateway_totals(timing_dir)
     started = time.perf_counter()
-    try:
-        return original_call(self, *args, **kwargs)
-    finally:
-        waiting["seconds"] += time.perf_counter() - started
-        waiting["calls"] += 1
+    kick(db, "crm_payment_integration", "ir_cron_crm_subscription_bill")
+    left, last_change, last = due, time.perf_counter(), due
+    while left:
+        time.sleep(0.2)
+        left = count(cursor, DUE)
+        if left != last:
+            last, last_change = left, time.perf_counter()
+        elif time.perf_counter() - last_change > 180 or time.perf_counter() - started > 7200:
+            break  # stuck: reported below as not billed
+        elif left == due and time.perf_counter() - last_change > 1:
+            # A cron worker that had not yet listened when woken would wait for its first poll.
+            kick(db, "crm_payment_integration", "ir_cron_crm_subscription_bill")
+            last_change = time.perf_counter()
+    elapsed = time.perf_counter() - started
+    paid = count(cursor, PAID_TODAY)
+    conn.close()
+    gateway_seconds, calls, peak = gateway_totals(timing_dir)
+    print(
+        f"result due={due} billed={due - left} paid_invoices_today={paid} seconds={elapsed:.2f} "
+        f"gateway_seconds={gateway_seconds:.2f} gateway_calls={calls} rss_peak_mb={peak:.0f}"
+    )
 
 
-gateway_module.StripeGateway._call = timed_call
-Subscription = env["crm.subscription"]
-today = fields.Date.context_today(env.user)
-due = Subscription.search_count([("state", "in", ("trial", "active")), ("next_invoice_date", "<=", today)])
-rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-started = time.perf_counter()
-billed = Subscription._cron_bill(now=today, time_budget=10**6)
-elapsed = time.perf_counter() - started
-env.cr.commit()
-rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-paid = env["account.move"].search_count(
-    [
-        ("crm_subscription_id", "!=", False),
-        ("invoice_date", "=", today),
-        ("payment_state", "in", ("paid", "in_payment")),
-    ]
-)
-print(
-    f"result due={due} billed={billed} paid_invoices_today={paid} seconds={elapsed:.2f} "
-    f"gateway_seconds={waiting['seconds']:.2f} gateway_calls={waiting['calls']} "
-    f"rss_before_mb={rss_before:.0f} rss_peak_mb={rss_peak:.0f}"
-)
+if __name__ == "__main__":
+    main()

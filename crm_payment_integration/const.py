@@ -80,8 +80,12 @@ THREE_DECIMAL_CURRENCIES = ("BHD", "JOD", "KWD", "OMR", "TND")
 # the event is marked as failed and an activity is scheduled for a person.
 EVENT_RETRY_DELAYS = (1, 5, 30, 120, 720)
 
-# Advisory lock held by a run of the processing cron; see crm.payment.event._cron_process_events.
+# Advisory lock: held shared by a webhook storing an event until it commits, taken by a run of
+# the processing cron to mark where it starts; see crm.payment.event._crm_mark_run.
 EVENT_RUN_LOCK = 0x63726D5F706179  # "crm_pay"
+
+# Sequence holding the newest event id the last run of the processing cron saw.
+EVENT_RUN_MARK = "crm_payment_event_run_mark"
 
 # Events claimed per batch by the processing cron; each batch is committed on its own.
 EVENT_BATCH_SIZE = 200

@@ -1,15 +1,17 @@
 import logging
+import threading
 
 import psycopg2.errors
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import format_amount, mute_logger
+from odoo.tools import config, format_amount, mute_logger
 
 from odoo.addons.payment import utils as payment_utils
 
 from .. import const, utils
+from ..services.budget import TimeBudget, iter_batches
 from ..utils import Ignored
 
 _logger = logging.getLogger(__name__)
@@ -254,8 +256,12 @@ class AccountMove(models.Model):
         return res
 
     @api.model
-    def _cron_close_paid_pages(self):
-        """Expire the Stripe pages still open for invoices paid by other means."""
+    def _cron_close_paid_pages(self, budget=None):
+        """Expire the Stripe pages still open for invoices paid by other means, committed in
+        batches within the run's share of Odoo's worker limits (the next run goes on).
+
+        :param TimeBudget budget: when to stop; by default the share of Odoo's limits
+        """
         txs = (
             self.env["payment.transaction"]
             .sudo()
@@ -268,7 +274,13 @@ class AccountMove(models.Model):
                 ]
             )
         )
-        for tx in txs:
+        for tx in iter_batches(
+            txs,
+            budget or TimeBudget.for_run(self.env, config),
+            self.env.ref("crm_payment_integration.ir_cron_crm_close_paid_pages"),
+            batch_size=50,
+            commit=not getattr(threading.current_thread(), "testing", False),
+        ):
             invoices = tx.invoice_ids
             if not invoices or not all(inv.currency_id.is_zero(inv.amount_residual) for inv in invoices):
                 continue

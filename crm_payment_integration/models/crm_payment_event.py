@@ -1,18 +1,18 @@
 import json
 import logging
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import psycopg2.errors
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import SQL, mute_logger
+from odoo.tools import SQL, config, mute_logger
 
 from odoo.addons.payment import utils as payment_utils
 
 from .. import const
+from ..services.budget import TimeBudget, report_cron_progress
 from ..services.gateway import StripeGatewayError
 from ..utils import Ignored
 
@@ -103,6 +103,10 @@ class CrmPaymentEvent(models.Model):
                 ON crm_payment_event (next_attempt_at, id) WHERE state = 'pending'
             """
         )
+        # The newest event the last run of the processing cron saw (see _crm_mark_run).
+        self.env.cr.execute(
+            SQL("CREATE SEQUENCE IF NOT EXISTS %s MINVALUE 0 START 0", SQL.identifier(const.EVENT_RUN_MARK))
+        )
 
     @api.depends("payload")
     def _compute_payload_text(self):
@@ -145,6 +149,9 @@ class CrmPaymentEvent(models.Model):
         handled = event["type"] in self._crm_get_event_handlers()
         now = fields.Datetime.now()
         created = event.get("created")
+        if handled:
+            # Held until commit: a run starting now waits for this event (see _crm_mark_run).
+            self.env.cr.execute("SELECT pg_advisory_xact_lock_shared(%s)", [const.EVENT_RUN_LOCK])
         try:
             with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
                 row = self._crm_insert_event(provider_sudo, event, raw_payload, handled, now, created)
@@ -153,31 +160,43 @@ class CrmPaymentEvent(models.Model):
             # under repeatable read, ON CONFLICT reports it instead of skipping it.
             row = None
         if row and handled:
-            self._crm_trigger_processing()
+            self._crm_trigger_processing(row[0])
         return row and row[0]
 
     @api.model
-    def _crm_trigger_processing(self):
+    def _crm_trigger_processing(self, event_id=None):
         """Make the processing cron run again after this event is committed.
 
-        Every event adds a trigger row. Waking the cron workers (``NOTIFY``, a round trip to
-        the ``postgres`` database, the costliest part of ``_trigger()``) is skipped only when
-        it is useless: a due trigger exists, so its author woke the workers, and no run is in
-        progress (the run lock is free, and holding it shared until commit makes the next run
-        wait for this event). A run in progress may have looked already, and a cron worker runs
-        a job once per wake-up: then the workers are woken again.
+        Every event adds a trigger row, so the job is due when a cron worker polls. Waking the
+        workers (``NOTIFY``, a round trip to the ``postgres`` database, the costliest part of
+        ``_trigger()``) is skipped only when a wake-up is sure to come after this commit: an
+        event newer than the mark of the last run (a run that started after it was stored),
+        still pending and visible here. The first such event woke the workers (it had none to
+        rely on); the worker running the job then, if any, polls again when it is done (a
+        ``NOTIFY`` received meanwhile waits for it), and a run that starts after that wake-up
+        takes the run lock after this transaction (it holds the lock shared), so it sees this
+        event. An event stored just after a run (whose own trigger that run consumes) therefore
+        wakes the workers itself, rather than wait for their next poll (up to 70 s).
+
+        :param int event_id: the event just stored (``None``: always wake the workers)
         """
         cron = self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
+        if not event_id:
+            cron._trigger()
+            return
         self.env.cr.execute(
-            """
-            SELECT pg_try_advisory_xact_lock_shared(%s),
-                   EXISTS(SELECT 1 FROM ir_cron_trigger
-                           WHERE cron_id = %s AND call_at <= (now() AT TIME ZONE 'UTC'))
-            """,
-            [const.EVENT_RUN_LOCK, cron.id],
+            SQL(
+                """
+                SELECT EXISTS(
+                    SELECT 1 FROM crm_payment_event
+                     WHERE id > (SELECT last_value FROM %s) AND id != %s AND state = 'pending'
+                )
+                """,
+                SQL.identifier(const.EVENT_RUN_MARK),
+                event_id,
+            )
         )
-        no_run, due = self.env.cr.fetchone()
-        if no_run and due:
+        if self.env.cr.fetchone()[0]:
             self.env["ir.cron.trigger"].sudo().create({"cron_id": cron.id, "call_at": fields.Datetime.now()})
         else:
             cron._trigger()
@@ -226,40 +245,83 @@ class CrmPaymentEvent(models.Model):
     # === BUSINESS METHODS - PROCESSING === #
 
     @api.model
-    def _cron_process_events(self, time_budget=50, batch_size=const.EVENT_BATCH_SIZE):
-        """The cron's entry point: drain the ledger while holding the run lock.
+    def _cron_process_events(self, batch_size=const.EVENT_BATCH_SIZE, budget=None):
+        """The cron's entry point: mark the run, then drain the ledger within the time budget.
 
-        The run lock (a session-level advisory lock) tells the webhook that a run is in
-        progress: an event stored meanwhile wakes the cron again rather than rely on this run
-        to see it (a cron worker runs each job once per wake-up). Taking the lock waits for the
-        webhook transactions that checked it, so this run sees their events.
+        :param int batch_size: events claimed and committed together (fewer when time is short)
+        :param TimeBudget budget: the run's budget; by default its share of the limits Odoo's
+            workers are configured with, shared by the runs of one unit of work
+        :return: how many events were applied
+        """
+        budget = budget or TimeBudget.for_run(self.env, config)
+        if not budget.allows_batch():
+            # What Odoo gives this unit of work is spent: a new one takes over at once.
+            report_cron_progress(self._crm_processing_cron(), 0, self._crm_count_due())
+            return 0
+        self._crm_mark_run()
+        return self._crm_drain(batch_size=batch_size, budget=budget)
+
+    @api.model
+    def _crm_processing_cron(self):
+        return self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
+
+    @api.model
+    def _crm_mark_run(self):
+        """Record that a run starts: the events stored so far are this run's to apply.
+
+        Taking the run lock waits for the webhook transactions storing an event (they hold it
+        shared until they commit); the mark (a sequence, read live by any transaction) is then
+        the newest event id, and the snapshot is renewed so that the run sees them all.
         """
         cr = self.env.cr
         cr.execute("SELECT pg_advisory_lock(%s)", [const.EVENT_RUN_LOCK])
         try:
-            return self._crm_drain(time_budget=time_budget, batch_size=batch_size)
+            cr.execute(
+                SQL(
+                    "SELECT setval(%s, (SELECT last_value FROM crm_payment_event_id_seq))",
+                    const.EVENT_RUN_MARK,
+                )
+            )
         except Exception:
             cr.rollback()  # an aborted transaction could not release the lock below
             raise
         finally:
             cr.execute("SELECT pg_advisory_unlock(%s)", [const.EVENT_RUN_LOCK])
+        if not getattr(threading.current_thread(), "testing", False):
+            cr.commit()  # pylint: disable=invalid-commit
 
     @api.model
-    def _crm_drain(self, time_budget=50, batch_size=const.EVENT_BATCH_SIZE):
-        """Apply pending events in committed batches until none is due or the budget is spent.
+    def _crm_count_due(self):
+        self.env["crm.payment.event"].flush_model()
+        self.env.cr.execute(
+            "SELECT count(*) FROM crm_payment_event WHERE state = 'pending' AND next_attempt_at <= %s",
+            [fields.Datetime.now()],
+        )
+        return self.env.cr.fetchone()[0]
+
+    @api.model
+    def _crm_drain(self, batch_size=const.EVENT_BATCH_SIZE, budget=None):
+        """Apply pending events in committed batches until none is due or the budget is spent,
+        then report to the cron what is left (run again at once when something is).
 
         A crash loses at most the batch in progress, whose events stay pending. Several workers
         may run it at once: each claims rows the others do not hold.
 
-        :param int time_budget: seconds after which the run stops and re-triggers itself
-        :param int batch_size: events claimed and committed together
+        :param int batch_size: events claimed and committed together (fewer when time is short)
+        :param TimeBudget budget: when to stop; by default the share of Odoo's limits
         :return: how many events were applied
         """
+        budget = budget or TimeBudget.for_worker(config)
         auto_commit = not getattr(threading.current_thread(), "testing", False)
-        started = time.monotonic()
         done = contention = 0
-        while time.monotonic() - started < time_budget:
-            processed = self._crm_process_due(limit=batch_size)
+        drained = False
+        while budget.allows_batch():
+            limit = budget.batch_size(batch_size)
+            with budget.batch() as batch:
+                processed = self._crm_process_due(limit=limit)
+                if processed and auto_commit:
+                    self.env.cr.commit()  # pylint: disable=invalid-commit
+                batch.items = processed or 0
             if processed is None:
                 # Rows applied by a concurrent worker since this transaction began.
                 contention += 1
@@ -268,13 +330,10 @@ class CrmPaymentEvent(models.Model):
                 self.env.cr.rollback()  # pylint: disable=invalid-commit
                 continue
             done += processed
-            if auto_commit:
-                self.env.cr.commit()  # pylint: disable=invalid-commit
-            if processed < batch_size:
+            if processed < limit:
+                drained = True
                 break
-        else:
-            self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")._trigger()
-        self.env["ir.cron"]._notify_progress(done=done, remaining=0)
+        report_cron_progress(self._crm_processing_cron(), done, 0 if drained else self._crm_count_due())
         return done
 
     @api.model

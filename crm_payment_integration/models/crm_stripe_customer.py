@@ -1,11 +1,13 @@
 import json
 import logging
+import threading
 
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError
 
 from .. import const, utils
 from ..services import params as stripe_params
+from ..services.budget import TimeBudget, iter_batches
 from ..services.gateway import StripeGatewayError, make_idempotency_key
 
 _logger = logging.getLogger(__name__)
@@ -294,23 +296,31 @@ class CrmStripeCustomer(models.Model):
         return []
 
     @api.model
-    def _cron_push_pending(self, limit=200):
-        """Send the partners changed in Odoo to Stripe.
+    def _cron_push_pending(self, limit=None, budget=None):
+        """Send the partners changed in Odoo to Stripe, committed in batches within the run's
+        share of Odoo's worker limits; the next run (at once) goes on with the rest.
 
-        A failure stays queued for the next run; a full batch of successes re-triggers the cron
-        for the rest.
+        A failure stays queued for the next run.
+
+        :param int limit: at most this many partners (all by default)
+        :param TimeBudget budget: when to stop; by default the share of Odoo's limits
+        :return: how many partners were sent
         """
         bindings = self.sudo().search([("needs_push", "=", True)], limit=limit)
         pushed = 0
-        for binding_sudo in bindings:
+        for binding_sudo in iter_batches(
+            bindings,
+            budget or TimeBudget.for_run(self.env, tools.config),
+            self.env.ref("crm_payment_integration.ir_cron_crm_stripe_push"),
+            batch_size=50,
+            commit=not getattr(threading.current_thread(), "testing", False),
+        ):
             try:
                 with self.env.cr.savepoint():
                     binding_sudo._crm_push()
                 pushed += 1
             except UserError as error:
                 _logger.warning("could not push partner %s to stripe: %s", binding_sudo.partner_id.id, error)
-        if pushed == limit:
-            self.env.ref("crm_payment_integration.ir_cron_crm_stripe_push")._trigger()
         return pushed
 
     # === BUSINESS METHODS - STRIPE TO ODOO === #

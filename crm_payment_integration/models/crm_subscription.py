@@ -1,6 +1,5 @@
 import logging
 import threading
-import time
 from collections import defaultdict
 from datetime import date, datetime, timezone
 
@@ -9,9 +8,11 @@ from dateutil.relativedelta import relativedelta
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.osv import expression
+from odoo.tools import config
 
 from .. import billing_dates
 from ..const import HARD_DECLINE_CODES
+from ..services.budget import TimeBudget, iter_batches, report_cron_progress
 from .crm_payment_event import EventBatch
 
 _logger = logging.getLogger(__name__)
@@ -418,8 +419,9 @@ class CrmSubscription(models.Model):
     # === BILLING === #
 
     @api.model
-    def _cron_bill(self, now=None, batch_size=50, time_budget=50):
-        """Invoice and charge every subscription due at ``now``, in committed batches.
+    def _cron_bill(self, now=None, batch_size=50, budget=None):
+        """Invoice and charge every subscription due at ``now``, in committed batches, within
+        the share of Odoo's worker limits a run may use; what is left runs next (at once).
 
         One invoice per subscription and period whatever happens: the period's start is a
         unique key of the invoice. One charge per invoice: the charge's idempotency key comes
@@ -427,34 +429,59 @@ class CrmSubscription(models.Model):
 
         :param now: the run's time, a UTC datetime: each company bills what is due on its own
             day then (see :meth:`_crm_company_today`; a date is that day everywhere)
+        :param int batch_size: subscriptions billed and committed together (fewer when time is
+            short)
+        :param TimeBudget budget: when to stop; by default the share of Odoo's limits, shared
+            by the runs of one unit of work of the cron
         :return: how many subscriptions were billed or retried
         """
         now = now or fields.Datetime.now()  # one instant for the whole run
         auto_commit = not getattr(threading.current_thread(), "testing", False)
-        started = time.monotonic()
-        billed = 0
+        budget = budget or TimeBudget.for_run(self.env, config)
+        billed = done = 0
         skipped = []
-        while time.monotonic() - started < time_budget:
-            base_domain = [("managed_by", "=", "odoo"), ("id", "not in", skipped)]
-            due = self.search(
+        drained = False
+        while budget.allows_batch():
+            due = self._crm_due_for_billing(now, skipped, limit=budget.batch_size(batch_size))
+            if not due:
+                drained = True
+                break
+            with budget.batch(len(due)):
+                billed += due._bill_batch(now, skipped)
+                if auto_commit:
+                    self.env.cr.commit()  # pylint: disable=invalid-commit
+                    # What the batch loaded is not needed again: memory stays flat over a long run.
+                    self.env.invalidate_all()
+            done += len(due)
+        remaining = 0 if drained else self._crm_due_for_billing(now, skipped, count=True)
+        cron = self.env.ref("crm_payment_integration.ir_cron_crm_subscription_bill")
+        report_cron_progress(cron, done, remaining)
+        return billed
+
+    @api.model
+    def _crm_due_for_billing(self, now, skipped, limit=None, count=False):
+        """Return the subscriptions to bill at ``now`` (due periods first, then dunning
+        retries), each company's day being its own; their number with ``count``."""
+        base_domain = [("managed_by", "=", "odoo"), ("id", "not in", skipped)]
+        domains = (
+            (
                 base_domain
                 + [("state", "in", ("trial", "active"))]
                 + self._crm_due_domain("next_invoice_date", now),
-                limit=batch_size,
-                order="next_invoice_date, id",
-            ) or self.search(
+                "next_invoice_date, id",
+            ),
+            (
                 base_domain + [("state", "=", "past_due")] + self._crm_due_domain("dunning_next_date", now),
-                limit=batch_size,
-                order="dunning_next_date, id",
-            )
-            if not due:
-                break
-            billed += due._bill_batch(now, skipped)
-            if auto_commit:
-                self.env.cr.commit()  # pylint: disable=invalid-commit
-                # What the batch loaded is not needed again: memory stays flat over a long run.
-                self.env.invalidate_all()
-        return billed
+                "dunning_next_date, id",
+            ),
+        )
+        if count:
+            return sum(self.search_count(domain) for domain, __ in domains)
+        for domain, order in domains:
+            due = self.search(domain, limit=limit, order=order)
+            if due:
+                return due
+        return self.browse()
 
     def _bill_batch(self, now, skipped):
         """Bill a batch: the invoices are created and posted together, then each is charged;
@@ -653,18 +680,26 @@ class CrmSubscription(models.Model):
     # === REMINDERS === #
 
     @api.model
-    def _cron_reminders(self, now=None):
+    def _cron_reminders(self, now=None, budget=None):
         """Remind customers of renewals (a setting, 7 days ahead by default) and ask those
         whose saved card expires within 30 days for a new one; each reminder is sent once.
+        Committed in batches within the run's share of Odoo's worker limits; the next run
+        (at once) goes on with the rest.
 
         :param now: the run's time, a UTC datetime: each subscription's day is its company's
             (see :meth:`_crm_company_today`; a date is that day everywhere)
+        :param TimeBudget budget: when to stop; by default the share of Odoo's limits
         """
         now = now or fields.Datetime.now()
         renewal = self.env.ref("crm_payment_integration.mail_template_crm_subscription_renewal")
         sent = 0
-        for subscription in self.search(
-            [("state", "=", "active"), ("next_invoice_date", "!=", False), ("managed_by", "=", "odoo")]
+        for subscription in iter_batches(
+            self.search(
+                [("state", "=", "active"), ("next_invoice_date", "!=", False), ("managed_by", "=", "odoo")]
+            ),
+            budget or TimeBudget.for_run(self.env, config),
+            self.env.ref("crm_payment_integration.ir_cron_crm_subscription_reminders"),
+            commit=not getattr(threading.current_thread(), "testing", False),
         ):
             today = subscription._crm_today(now)
             days = subscription.company_id.crm_renewal_reminder_days

@@ -4,11 +4,16 @@ from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import config
 
 from odoo.addons.payment import utils as payment_utils
 
 from .. import utils
+from ..services.budget import TimeBudget
 from ..utils import Ignored
+
+# Ids of the providers whose import the import cron goes on with.
+IMPORT_PENDING_PARAM = "crm_payment_integration.stripe_import_pending"
 
 _logger = logging.getLogger(__name__)
 
@@ -180,32 +185,55 @@ class CrmSubscription(models.Model):
     # === IMPORT === #
 
     @api.model
-    def _crm_import_stripe_subscriptions(self, provider_sudo):
-        """Mirror every subscription of the Stripe account with its finalised invoices.
+    def _crm_import_stripe_subscriptions(self, provider_sudo, budget=None, only_new=False):
+        """Mirror every subscription of the Stripe account with its finalised invoices, within
+        ``budget`` (an import button runs in an HTTP worker, under Odoo's limits too).
 
-        Safe to run again: subscriptions and invoices are found by their Stripe ids first.
+        Safe to run again: subscriptions and invoices are found by their Stripe ids first. What
+        the budget leaves is imported by the import cron (:meth:`_cron_import_stripe_subscriptions`).
         Importing is asking for the mirror: a provider that mirrored nothing then mirrors the
         imported subscriptions and those of linked customers (``linked``), so that the webhook
         keeps them current.
 
+
+        :param TimeBudget budget: when to stop; unlimited by default
+        :param bool only_new: skip the subscriptions already mirrored (the cron going on with
+            an import: they are kept current by the webhooks)
         :return: the mirrored subscriptions
         """
         if provider_sudo.crm_billing_mirror == "none":
             provider_sudo.crm_billing_mirror = "linked"
+        budget = budget or TimeBudget()
         cache = {}
         subscriptions = self.browse()
-        for remote in provider_sudo._crm_stripe_call("list_subscriptions"):
-            try:
-                with self.env.cr.savepoint():
-                    subscription = self._crm_sync_stripe_subscription(provider_sudo, remote, cache)
-                    for invoice in (
-                        provider_sudo._crm_stripe_call("list_invoices", remote["id"]) if subscription else []
-                    ):
-                        self.env["account.move"]._crm_sync_stripe_invoice(provider_sudo, invoice, cache)
-            except UserError as error:  # one subscription must not stop the import
-                cache.clear()
-                _logger.warning("stripe subscription %s not mirrored: %s", remote.get("id"), error)
-                continue
+        remotes = provider_sudo._crm_stripe_call("list_subscriptions")
+        if only_new:
+            mirrored = set(
+                self.sudo()
+                .search(
+                    [("stripe_provider_id", "=", provider_sudo.id), ("stripe_subscription_id", "!=", False)]
+                )
+                .mapped("stripe_subscription_id")
+            )
+            remotes = [remote for remote in remotes if remote["id"] not in mirrored]
+        for index, remote in enumerate(remotes):
+            if not budget.allows_batch():
+                self._crm_import_later(provider_sudo, len(remotes) - index)
+                break
+            with budget.batch(1):
+                try:
+                    with self.env.cr.savepoint():
+                        subscription = self._crm_sync_stripe_subscription(provider_sudo, remote, cache)
+                        for invoice in (
+                            provider_sudo._crm_stripe_call("list_invoices", remote["id"])
+                            if subscription
+                            else []
+                        ):
+                            self.env["account.move"]._crm_sync_stripe_invoice(provider_sudo, invoice, cache)
+                except UserError as error:  # one subscription must not stop the import
+                    cache.clear()
+                    _logger.warning("stripe subscription %s not mirrored: %s", remote.get("id"), error)
+                    continue
             subscriptions |= subscription
         return subscriptions
 
@@ -254,6 +282,27 @@ class CrmSubscription(models.Model):
                 customer=customer_id or "-",
             )
         )
+
+    @api.model
+    def _crm_import_later(self, provider_sudo, left):
+        """Hand the rest of an import over to the import cron, at once."""
+        param = self.env["ir.config_parameter"].sudo()
+        pending = set(filter(None, (param.get_param(IMPORT_PENDING_PARAM) or "").split(",")))
+        param.set_param(IMPORT_PENDING_PARAM, ",".join(sorted(pending | {str(provider_sudo.id)})))
+        self.env.ref("crm_payment_integration.ir_cron_crm_import_stripe_subscriptions").sudo()._trigger()
+        _logger.info("%s stripe subscriptions of provider %s left to the import cron", left, provider_sudo.id)
+
+    @api.model
+    def _cron_import_stripe_subscriptions(self):
+        """Go on with the imports their button could not finish within its time limits, within
+        the share of Odoo's worker limits a run may use; the next run (at once) goes on."""
+        param = self.env["ir.config_parameter"].sudo()
+        pending = [int(value) for value in (param.get_param(IMPORT_PENDING_PARAM) or "").split(",") if value]
+        param.set_param(IMPORT_PENDING_PARAM, False)  # set again by a run that cannot finish
+        budget = TimeBudget.for_run(self.env, config)
+        for provider_sudo in self.env["payment.provider"].sudo().browse(pending).exists():
+            self._crm_import_stripe_subscriptions(provider_sudo, budget=budget, only_new=True)
+        self.env["ir.cron"]._notify_progress(done=len(pending), remaining=0)
 
     @api.model
     def _crm_sync_stripe_subscription(self, provider_sudo, remote, cache=None):

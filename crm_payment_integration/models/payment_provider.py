@@ -5,9 +5,11 @@ from werkzeug.urls import url_join
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools import config
 from odoo.tools.sql import column_exists
 
 from .. import utils
+from ..services.budget import TimeBudget
 from ..services.gateway import StripeGateway, StripeGatewayError, make_idempotency_key
 
 _logger = logging.getLogger(__name__)
@@ -167,8 +169,18 @@ class PaymentProvider(models.Model):
         provider_sudo = self.sudo()
         provider_sudo._crm_check_stripe()
         mirror_was_off = provider_sudo.crm_billing_mirror == "none"
-        subscriptions = self.env["crm.subscription"]._crm_import_stripe_subscriptions(provider_sudo)
+        # A request has Odoo's worker limits too: what does not fit goes on in the background.
+        budget = TimeBudget.for_run(self.env, config)
+        subscriptions = self.env["crm.subscription"]._crm_import_stripe_subscriptions(
+            provider_sudo, budget=budget
+        )
         message = _("%(count)s Stripe Billing subscriptions are mirrored in Odoo.", count=len(subscriptions))
+        if budget.exhausted:
+            message = _(
+                "%(count)s Stripe Billing subscriptions are mirrored in Odoo; the others are being "
+                "imported in the background and appear in the Subscriptions list within minutes.",
+                count=len(subscriptions),
+            )
         if mirror_was_off:
             message = _(
                 "%(message)s Mirror Stripe Billing is now on for imported or linked customers: the "

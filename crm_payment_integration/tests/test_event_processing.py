@@ -6,7 +6,7 @@ from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
-from ..const import EVENT_RETRY_DELAYS, EVENT_RUN_LOCK
+from ..const import EVENT_RETRY_DELAYS
 from .common import CrmStripeCommon, stripe_event
 
 
@@ -57,27 +57,6 @@ class TestEventProcessing(CrmStripeCommon):
         self._ingest(event)  # duplicate
         self._ingest(stripe_event("payout.paid", {"id": "po_1", "object": "payout"}))  # ignored
         self.assertEqual(Trigger.search_count([("cron_id", "=", cron.id)]) - before, 2)
-
-    def test_event_stored_during_a_run_wakes_the_workers_again(self):
-        """A cron worker runs a job once per wake-up: an event stored while the job runs must
-        wake it again, even when a trigger is already due."""
-        cron = self.env.ref("crm_payment_integration.ir_cron_crm_payment_event_process")
-        cron_model = type(self.env["ir.cron"])
-        with patch.object(cron_model, "_trigger", autospec=True) as trigger:
-            # A run in progress (its lock held by another connection) with a trigger due.
-            with self.env.registry.cursor() as run_cr:
-                run_cr.execute("SELECT pg_advisory_lock(%s)", [EVENT_RUN_LOCK])
-                try:
-                    self._ingest(stripe_event("customer.updated", {"id": "cus_a", "object": "customer"}))
-                    self._ingest(stripe_event("customer.updated", {"id": "cus_b", "object": "customer"}))
-                finally:
-                    run_cr.execute("SELECT pg_advisory_unlock(%s)", [EVENT_RUN_LOCK])
-            self.assertEqual(trigger.call_count, 2)
-            self.assertEqual(trigger.call_args.args[0], cron)
-            # No run in progress and a trigger due: no need to wake anyone (a run that starts
-            # now waits for this transaction, so it sees the event).
-            self._ingest(stripe_event("customer.updated", {"id": "cus_c", "object": "customer"}))
-            self.assertEqual(trigger.call_count, 2)
 
     def test_reprocess_several_from_the_list(self):
         events = self.Event
