@@ -85,12 +85,12 @@ class AccountMove(models.Model):
         :return: a notification action
         :raise UserError: for a draft, paid or non-customer invoice, or a customer without email
         """
-        self.check_access("read")  # record rules and companies first, then the group
         if not (
             self.env.user.has_group("sales_team.group_sale_salesman")
             or self.env.user.has_group("account.group_account_invoice")
         ):
             raise UserError(_("Only salespeople and billing users can send payment links."))
+        self.check_access("read")
         self.sudo()._crm_send_payment_link(self.env.user)
         return utils.notification(
             _("The customer received the link to pay %(count)s invoice(s) on Stripe.", count=len(self)),
@@ -106,8 +106,8 @@ class AccountMove(models.Model):
             already in progress
         """
         self.ensure_one()
-        self.check_access("write")  # record rules and companies, before any sudo or Stripe call
         self._crm_check_accounting_rights()
+        self.check_access("write")  # record rules and companies, before any sudo or Stripe call
         self._crm_check_payable()
         move = self.sudo()
         token = move.partner_id._crm_default_token(move.company_id)
@@ -163,8 +163,8 @@ class AccountMove(models.Model):
     def action_crm_refund(self):
         """Open the refund wizard on the Stripe payments of this invoice."""
         self.ensure_one()
-        self.check_access("write")
         self._crm_check_accounting_rights()
+        self.check_access("write")
         return self.env["crm.payment.refund.wizard"]._crm_open_for(invoice=self)
 
     # === BUSINESS METHODS === #

@@ -988,8 +988,8 @@ class PaymentTransaction(models.Model):
 
     def action_crm_cancel_charge(self):
         """Cancel a charge still waiting for the customer (3-D Secure), in Stripe and here."""
-        self.check_access("write")  # record rules and companies, before any sudo or Stripe call
         self.env["account.move"]._crm_check_accounting_rights()
+        self.check_access("write")  # record rules and companies, before any sudo or Stripe call
         for tx in self.sudo().filtered(lambda t: t.crm_flow == "off_session" and t.state == "pending"):
             intent = tx.provider_id._crm_stripe_call("retrieve_payment_intent", tx.provider_reference)
             if intent.get("status") not in ("succeeded", "canceled", "processing"):

@@ -256,8 +256,8 @@ class ResPartner(models.Model):
     def action_crm_charge(self):
         """Open the wizard charging a free amount, with a reason, to a saved method."""
         self.ensure_one()
-        self.commercial_partner_id.check_access("read")
         self.env["account.move"]._crm_check_accounting_rights()
+        self.commercial_partner_id.check_access("read")
         return {
             "type": "ir.actions.act_window",
             "name": _("Charge %s", self.commercial_partner_id.display_name),

@@ -59,10 +59,10 @@ class CrmPaymentChargeWizard(models.TransientModel):
 
     def action_charge(self):
         self.ensure_one()
-        # Rules and companies first: the customer, the invoice (charged: written), the card.
+        self.env["account.move"]._crm_check_accounting_rights()
+        # Rules and companies before any sudo work: the customer, the invoice (charged), the card.
         self.partner_id.check_access("read")
         self.invoice_id.check_access("write")
-        self.env["account.move"]._crm_check_accounting_rights()
         if self.token_id not in self.partner_id._crm_tokens():
             raise UserError(_("This payment method does not belong to %s.", self.partner_id.display_name))
         invoice = self.invoice_id.sudo()
