@@ -545,6 +545,32 @@ class TestAccess(CrmPaymentCommon, HttpCase):
         mirror.invalidate_recordset()
         self.assertEqual(mirror.state, "cancelled")
 
+    def test_stripe_acted_then_odoo_failed_the_webhook_reconciles(self):
+        from .common import stripe_event
+        from .test_stripe_billing import StripeBillingCommon
+
+        remote = StripeBillingCommon._stripe_subscription(
+            self, customer_id=self.customer_a.stripe_customer_id
+        )
+        mirror = self.env["crm.subscription"]._crm_sync_stripe_subscription(self.provider.sudo(), remote, {})
+        Subscription = type(self.env["crm.subscription"])
+        # Over JSON-RPC as a client would: the failed request rolls back what Odoo did.
+        with patch.object(Subscription, "message_post", side_effect=UserError("The chatter is down.")):
+            error, message = self._jsonrpc(
+                self.sales_all, "crm.subscription", "action_cancel", [mirror.ids], {}
+            )
+        self.assertEqual((error, message), ("UserError", "The chatter is down."))
+        mirror.invalidate_recordset()
+        self.assertEqual(mirror.state, "active", "Odoo could not record it")
+        cancelled = self.gateway.client.v1.subscriptions.retrieve(remote["id"]).to_dict()
+        self.assertEqual(cancelled["status"], "canceled", "Stripe did it")
+        event = stripe_event("customer.subscription.deleted", cancelled)
+        Event = self.env["crm.payment.event"]
+        Event._crm_ingest(self.provider.sudo(), event, json.dumps(event))
+        Event._crm_process_due()
+        mirror.invalidate_recordset()
+        self.assertEqual(mirror.state, "cancelled", "the webhook brought Odoo in step with Stripe")
+
     # === ANOTHER COMPANY'S PENDING CHARGE === #
 
     def test_billing_user_of_another_company_cannot_cancel_a_charge(self):
