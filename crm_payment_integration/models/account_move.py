@@ -164,6 +164,7 @@ class AccountMove(models.Model):
         """
         self.ensure_one()
         self._crm_check_accounting_rights()
+        self.check_access("write")  # record rules and companies, before any sudo or Stripe call
         return self._crm_charge_saved_method()
 
     def _crm_charge_saved_method(self, token=None, amount=None, reason=None):
@@ -243,6 +244,7 @@ class AccountMove(models.Model):
         """Open the refund wizard on the Stripe payments of this invoice."""
         self.ensure_one()
         self._crm_check_accounting_rights()
+        self.check_access("write")
         return self.env["crm.payment.refund.wizard"]._crm_open_for(invoice=self)
 
     # === BUSINESS METHODS === #

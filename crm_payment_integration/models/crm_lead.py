@@ -42,6 +42,7 @@ class CrmLead(models.Model):
     def action_crm_create_subscription(self):
         """Open a new subscription for the opportunity's customer, linked to it."""
         self.ensure_one()
+        self.check_access("write")
         return {
             "type": "ir.actions.act_window",
             "name": _("New Subscription"),
@@ -58,6 +59,7 @@ class CrmLead(models.Model):
 
     def action_crm_view_subscriptions(self):
         self.ensure_one()
+        self.check_access("read")
         return {
             "type": "ir.actions.act_window",
             "name": _("Subscriptions"),
@@ -73,6 +75,7 @@ class CrmLead(models.Model):
     def action_crm_request_payment(self):
         """Open the wizard asking the customer for a deposit or the full amount."""
         self.ensure_one()
+        self.check_access("write")
         return {
             "type": "ir.actions.act_window",
             "name": _("Request Payment"),
@@ -84,6 +87,7 @@ class CrmLead(models.Model):
 
     def action_crm_view_payments(self):
         self.ensure_one()
+        self.check_access("read")
         return {
             "type": "ir.actions.act_window",
             "name": _("Payments of %s", self.name),

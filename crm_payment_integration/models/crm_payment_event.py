@@ -36,6 +36,9 @@ class EventBatch:
         self.confirmed = []
 
 
+LEDGER_READERS = "account.group_account_invoice,base.group_system"
+
+
 class CrmPaymentEvent(models.Model):
     """The ledger of Stripe events: each one stored once, applied once, in the background.
 
@@ -67,8 +70,12 @@ class CrmPaymentEvent(models.Model):
     stripe_created = fields.Datetime(string="Created in Stripe", readonly=True)
     livemode = fields.Boolean(string="Live", readonly=True)
     api_version = fields.Char(string="API Version", readonly=True)
-    payload = fields.Json(readonly=True)
-    payload_text = fields.Text(string="Payload (JSON)", compute="_compute_payload_text")
+    # Raw payloads carry card details (brand, last 4, expiry, fingerprint) and the customer's
+    # address and phone: for accounting and administrators only.
+    payload = fields.Json(readonly=True, groups=LEDGER_READERS)
+    payload_text = fields.Text(
+        string="Payload (JSON)", compute="_compute_payload_text", groups=LEDGER_READERS
+    )
     received_at = fields.Datetime(string="Received", required=True, readonly=True)
     state = fields.Selection(
         selection=[
@@ -108,6 +115,28 @@ class CrmPaymentEvent(models.Model):
             SQL("CREATE SEQUENCE IF NOT EXISTS %s MINVALUE 0 START 0", SQL.identifier(const.EVENT_RUN_MARK))
         )
 
+    def write(self, vals):
+        """The ledger is append-only: only its processing (in sudo, with the context key
+        ``crm_ledger_processing``, which a client alone cannot grant itself) changes an event;
+        people reprocess, they never edit. Chatter and activities stay writable."""
+        ledger_fields = (
+            set(vals) - set(self.env["mail.thread"]._fields) - set(self.env["mail.activity.mixin"]._fields)
+        )
+        if ledger_fields and not (self.env.su and self.env.context.get("crm_ledger_processing")):
+            raise UserError(
+                _(
+                    "Stripe events cannot be edited (%(fields)s): they record what Stripe sent. "
+                    "Click Reprocess to apply an event again.",
+                    fields=", ".join(sorted(ledger_fields)),
+                )
+            )
+        return super().write(vals)
+
+    def unlink(self):
+        if not self.env.is_system():
+            raise UserError(_("Stripe events cannot be deleted: only an administrator may purge the ledger."))
+        return super().unlink()
+
     @api.depends("payload")
     def _compute_payload_text(self):
         for event in self:
@@ -118,7 +147,7 @@ class CrmPaymentEvent(models.Model):
     def action_crm_reprocess(self):
         """Apply the events again now, whatever their state; the result shows on each."""
         self.check_access("write")
-        events_sudo = self.sudo()
+        events_sudo = self.sudo().with_context(crm_ledger_processing=True)
         events_sudo.write({"state": "pending", "attempts": 0, "next_attempt_at": fields.Datetime.now()})
         events_sudo._crm_process()
         return True
@@ -386,7 +415,7 @@ class CrmPaymentEvent(models.Model):
         now = now or fields.Datetime.now()
         handlers = self._crm_get_event_handlers()
         batch = EventBatch()
-        for event in self.with_context(crm_batch=batch):
+        for event in self.with_context(crm_batch=batch, crm_ledger_processing=True):
             handler = handlers.get(event.event_type)
             if not handler:
                 event.write({"state": "ignored", "result": _("No handler for this event type.")})

@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import config
 
@@ -132,6 +132,32 @@ class CrmSubscription(models.Model):
                     _("The trial and the end of %s cannot come before its start.", subscription.name)
                 )
 
+    @api.constrains("payment_token_id", "partner_id", "company_id")
+    def _check_payment_token(self):
+        """A subscription is charged to its own customer's card only, whatever the view offers."""
+        for subscription in self.sudo().filtered("payment_token_id"):
+            if not subscription._crm_token_is_own(subscription.payment_token_id):
+                raise ValidationError(
+                    _(
+                        "%(card)s belongs to %(owner)s, not to %(customer)s: %(name)s can only be "
+                        "charged to a payment method its customer saved in %(company)s.",
+                        card=subscription.payment_token_id.display_name,
+                        owner=subscription.payment_token_id.partner_id.commercial_partner_id.display_name,
+                        customer=subscription.partner_id.commercial_partner_id.display_name,
+                        name=subscription.name,
+                        company=subscription.company_id.name,
+                    )
+                )
+
+    def _crm_token_is_own(self, token):
+        """Whether a saved method is the subscription's customer's, in its company's account."""
+        self.ensure_one()
+        token = token.sudo()
+        return (
+            token.partner_id.commercial_partner_id == self.partner_id.commercial_partner_id
+            and token.provider_id.company_id == self.company_id
+        )
+
     @api.depends("line_ids.price_subtotal")
     def _compute_amounts(self):
         for subscription in self:
@@ -205,6 +231,7 @@ class CrmSubscription(models.Model):
 
     def action_view_invoices(self):
         self.ensure_one()
+        self.check_access("read")
         return {
             "type": "ir.actions.act_window",
             "name": _("Invoices of %s", self.name),
@@ -649,6 +676,11 @@ class CrmSubscription(models.Model):
         if invoice.currency_id.is_zero(invoice.amount_residual):
             return True
         token = self.payment_token_id if self.payment_token_id.active else self.env["payment.token"]
+        if token and not self._crm_token_is_own(token):
+            # Inconsistent data (written before the constraint, or in SQL): never charge
+            # another customer's card; the customer gets the payment link instead.
+            _logger.warning("%s: payment method %s is not its customer's, not charged", self.name, token.id)
+            token = self.env["payment.token"]
         if not token:
             invoice._crm_send_payment_link(self.user_id or self.env.user)
             return False

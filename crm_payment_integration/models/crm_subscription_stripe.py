@@ -106,19 +106,26 @@ class CrmSubscription(models.Model):
         return super().write(vals)
 
     def action_start(self):
+        self.check_access("write")
         self._crm_check_managed_by_odoo()
         return super().action_start()
 
     def action_pause(self):
+        self.check_access("write")
         self._crm_check_managed_by_odoo()
         return super().action_pause()
 
     def action_resume(self):
+        self.check_access("write")
         self._crm_check_managed_by_odoo()
         return super().action_resume()
 
     def action_cancel(self, reason=None):
-        """A Stripe Billing subscription is cancelled in Stripe; its mirror follows the answer."""
+        """A Stripe Billing subscription is cancelled in Stripe; its mirror follows the answer.
+
+        Odoo's checks come first (a portal user may read, not write); when Stripe answered
+        and Odoo then fails, the ``customer.subscription.*`` webhook re-reads it from Stripe."""
+        self.check_access("write")  # rules and companies, before any Stripe call
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
         if stripe_managed and not self._crm_is_stripe_sync():
             for subscription in stripe_managed.filtered(lambda s: s.state not in ("cancelled", "expired")):
@@ -133,6 +140,7 @@ class CrmSubscription(models.Model):
         return super().action_cancel(reason=reason)
 
     def action_cancel_at_period_end(self, reason=None):
+        self.check_access("write")  # rules and companies, before any Stripe call
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
         if stripe_managed and not self._crm_is_stripe_sync():
             for subscription in stripe_managed.filtered(
@@ -151,6 +159,7 @@ class CrmSubscription(models.Model):
     def action_reactivate(self):
         """A mirror ending at the end of its period goes on in Stripe; one Stripe cancelled
         cannot come back (Stripe starts a new subscription instead)."""
+        self.check_access("write")  # rules and companies, before any Stripe call
         stripe_managed = self.filtered(lambda s: s.managed_by == "stripe")
         for subscription in stripe_managed:
             if subscription.state in ("cancelled", "expired", "draft"):

@@ -78,6 +78,7 @@ class CrmSubscriptionTemplate(models.Model):
 
     def action_view_subscriptions(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "crm_payment_integration.crm_subscription_action"
         )

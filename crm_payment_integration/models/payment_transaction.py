@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg2.errors
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tools import consteq, float_compare, float_is_zero, format_amount, mute_logger
 from odoo.tools.misc import hmac as hmac_tool
 
@@ -64,6 +64,21 @@ class PaymentTransaction(models.Model):
     crm_request_params = fields.Json(string="Parameters Sent", readonly=True, copy=False)
 
     # === CREATION === #
+
+    @api.constrains("token_id", "partner_id")
+    def _check_crm_token_partner(self):
+        """A CRM Payments charge is made to the paying customer's own saved method only."""
+        for tx in self.sudo().filtered(lambda t: t.crm_flow and t.token_id):
+            if tx.token_id.partner_id.commercial_partner_id != tx.partner_id.commercial_partner_id:
+                raise ValidationError(
+                    _(
+                        "%(card)s belongs to %(owner)s: it cannot pay for %(customer)s. Charge one "
+                        "of %(customer)s's saved payment methods.",
+                        card=tx.token_id.display_name,
+                        owner=tx.token_id.partner_id.commercial_partner_id.display_name,
+                        customer=tx.partner_id.commercial_partner_id.display_name,
+                    )
+                )
 
     @api.model
     def _crm_create(
@@ -1247,6 +1262,7 @@ class PaymentTransaction(models.Model):
     def action_crm_cancel_charge(self):
         """Cancel a charge still waiting for the customer (3-D Secure), in Stripe and here."""
         self.env["account.move"]._crm_check_accounting_rights()
+        self.check_access("write")  # record rules and companies, before any sudo or Stripe call
         for tx in self.sudo().filtered(lambda t: t.crm_flow == "off_session" and t.state == "pending"):
             intent = tx.provider_id._crm_stripe_call("retrieve_payment_intent", tx.provider_reference)
             if intent.get("status") not in ("succeeded", "canceled", "processing"):
@@ -1256,6 +1272,7 @@ class PaymentTransaction(models.Model):
 
     def action_crm_open_refund_wizard(self):
         self.ensure_one()
+        self.check_access("write")
         return self.env["crm.payment.refund.wizard"]._crm_open_for(transaction=self)
 
     def _crm_notification_for_result(self, earlier=False):

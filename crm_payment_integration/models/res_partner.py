@@ -64,9 +64,11 @@ class ResPartner(models.Model):
         refunds deducted), average, last payment, failures and saved methods."""
         company = self.env.company
         Transaction = self.env["payment.transaction"].sudo()
-        own_only = (
-            [] if self.env.user.has_group("account.group_account_invoice") else [("crm_flow", "!=", False)]
-        )
+        # Others see the transactions their record rules let them read (own documents).
+        own_only = []
+        if not self.env.user.has_group("account.group_account_invoice"):
+            readable = self.env["payment.transaction"]
+            own_only = [("id", "in", readable._search([]) if readable.has_access("read") else [])]
         for partner in self:
             commercial = partner.commercial_partner_id
             if not commercial.id:
@@ -153,6 +155,7 @@ class ResPartner(models.Model):
 
     def action_crm_view_subscriptions(self):
         self.ensure_one()
+        self.check_access("read")
         partner = self.commercial_partner_id
         return {
             "type": "ir.actions.act_window",
@@ -165,6 +168,7 @@ class ResPartner(models.Model):
 
     def action_crm_view_transactions(self):
         self.ensure_one()
+        self.check_access("read")
         return {
             "type": "ir.actions.act_window",
             "name": _("Stripe Payments"),
@@ -176,6 +180,7 @@ class ResPartner(models.Model):
 
     def action_crm_view_tokens(self):
         self.ensure_one()
+        self.check_access("read")
         return {
             "type": "ir.actions.act_window",
             "name": _("Saved Payment Methods"),
@@ -194,13 +199,13 @@ class ResPartner(models.Model):
         :return: a notification action
         """
         self.ensure_one()
+        self.commercial_partner_id.check_access("read")
         if not (
             self.env.user.has_group("sales_team.group_sale_salesman")
             or self.env.user.has_group("account.group_account_invoice")
         ):
             raise UserError(_("Only salespeople and billing users can ask customers for a payment method."))
         partner = self.commercial_partner_id
-        partner.check_access("read")
         if not partner.email:
             raise UserError(
                 _("%(partner)s has no email address: add one first.", partner=partner.display_name)
@@ -273,6 +278,7 @@ class ResPartner(models.Model):
         """Open the wizard charging a free amount, with a reason, to a saved method."""
         self.ensure_one()
         self.env["account.move"]._crm_check_accounting_rights()
+        self.commercial_partner_id.check_access("read")
         return {
             "type": "ir.actions.act_window",
             "name": _("Charge %s", self.commercial_partner_id.display_name),
@@ -337,6 +343,7 @@ class ResPartner(models.Model):
         :return: a notification action
         :raise UserError: when the company has no Stripe provider or Stripe refuses
         """
+        self.commercial_partner_id.check_access("write")  # before any sudo or Stripe call
         provider_sudo = self.env["payment.provider"]._crm_get_stripe_provider()
         if not provider_sudo:
             raise UserError(

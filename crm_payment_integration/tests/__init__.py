@@ -17,3 +17,4 @@ from . import test_hardening_mirror
 from . import test_hardening_payments
 from . import test_portal_ux
 from . import test_worker_limits
+from . import test_access

@@ -1,5 +1,5 @@
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tools import format_amount
 
 from .. import utils
@@ -104,15 +104,31 @@ class CrmPaymentChargeWizard(models.TransientModel):
             company = wizard.invoice_id.company_id or None
             wizard.token_id = wizard.partner_id._crm_tokens(company)[:1]
 
+    @api.constrains("token_id", "partner_id")
+    def _check_token_id(self):
+        """The card charged is the paying customer's, whatever the client sent."""
+        for wizard in self.sudo().filtered("token_id"):
+            if wizard.token_id.partner_id.commercial_partner_id != wizard.partner_id.commercial_partner_id:
+                raise ValidationError(
+                    _(
+                        "%(card)s belongs to %(owner)s, not to %(partner)s: choose one of "
+                        "%(partner)s's saved payment methods.",
+                        card=wizard.token_id.display_name,
+                        owner=wizard.token_id.partner_id.commercial_partner_id.display_name,
+                        partner=wizard.partner_id.commercial_partner_id.display_name,
+                    )
+                )
+
     def action_charge(self):
         self.ensure_one()
         self.env["account.move"]._crm_check_accounting_rights()
+        # Rules and companies before any sudo work: the customer, the invoice (charged), the card.
+        self.partner_id.check_access("read")
+        self.invoice_id.check_access("write")
         if self.token_id not in self.partner_id._crm_tokens():
             raise UserError(_("This payment method does not belong to %s.", self.partner_id.display_name))
-        self.partner_id.check_access("read")
         invoice = self.invoice_id.sudo()
         if invoice:
-            self.invoice_id.check_access("read")
             if invoice.commercial_partner_id != self.partner_id.commercial_partner_id:
                 raise UserError(
                     _(

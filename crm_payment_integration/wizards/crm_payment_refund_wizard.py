@@ -85,11 +85,11 @@ class CrmPaymentRefundWizard(models.TransientModel):
     def action_refund(self):
         self.ensure_one()
         self.env["account.move"]._crm_check_accounting_rights()
-        # The transaction comes from the client: it must be one the user may see and one of
-        # the invoice's.
-        self.transaction_id.check_access("read")
+        # The transaction comes from the client: it must be one the user may refund (rules and
+        # companies) and one of the invoice's.
+        self.transaction_id.check_access("write")
+        self.invoice_id.check_access("write")
         if self.invoice_id:
-            self.invoice_id.check_access("read")
             if self.transaction_id not in self.invoice_id.sudo().transaction_ids:
                 raise UserError(_("This payment is not one of %s.", self.invoice_id.display_name))
         source_sudo = self.transaction_id.sudo()
