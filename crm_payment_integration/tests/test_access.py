@@ -63,6 +63,7 @@ EXPECTATIONS = {
     ("crm.payment.charge.wizard", "action_charge"): "_case_charge_wizard",
     ("crm.payment.refund.wizard", "action_refund"): "_case_refund_wizard",
     ("crm.payment.request.wizard", "action_confirm"): "_case_request_wizard",
+    ("crm.subscription.cancel.wizard", "action_confirm"): "_case_cancel_wizard",
 }
 
 
@@ -520,6 +521,14 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             covered_by="test_checkout (a salesperson requests a payment on their opportunity)",
         )
 
+    def _case_cancel_wizard(self, model, method):
+        values = {"subscription_id": self._subscription(state="active").id, "reason": "Too expensive"}
+        return Case(
+            self._wizard(model, self.sales_own, values),
+            refused=(self.sales_own,),
+            covered_by="test_backoffice_ux (a salesperson cancels their subscription at period end)",
+        )
+
     # === A STRIPE-BILLED SUBSCRIPTION: THE PORTAL CANNOT CANCEL IT OVER RPC === #
 
     def test_portal_user_cannot_cancel_in_stripe_over_rpc(self):
@@ -552,6 +561,7 @@ class TestAccess(CrmPaymentCommon, HttpCase):
         remote = StripeBillingCommon._stripe_subscription(
             self, customer_id=self.customer_a.stripe_customer_id
         )
+        self.provider.sudo().crm_billing_mirror = "linked"
         mirror = self.env["crm.subscription"]._crm_sync_stripe_subscription(self.provider.sudo(), remote, {})
         Subscription = type(self.env["crm.subscription"])
         # Over JSON-RPC as a client would: the failed request rolls back what Odoo did.
@@ -678,10 +688,11 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             (event.state, event.company_id, event.provider_id), ("pending", self.company, self.provider)
         )
         # Processing and reprocessing still write it.
+        # (About no partner of ours: applied as ignored, with the reason.)
         event.with_user(self.billing_1).action_crm_reprocess()
-        self.assertEqual(event.state, "done")
+        self.assertEqual(event.state, "ignored")
         event.with_user(self.billing_1).action_crm_reprocess()
-        self.assertEqual((event.state, event.attempts), ("done", 1))
+        self.assertEqual((event.state, event.attempts), ("ignored", 1))
         # The chatter stays open.
         event.with_user(self.billing_1).message_post(body="Checked with Stripe support.")
 

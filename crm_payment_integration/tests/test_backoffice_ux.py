@@ -129,6 +129,7 @@ class TestBackofficeUx(CrmPaymentCommon, HttpCase):
         subscription = self.env["crm.subscription"].create(
             {
                 "partner_id": self.partner.id,
+                "user_id": self.salesman.id,  # theirs: salespeople see their own documents
                 "line_ids": [(0, 0, {"product_id": product.id, "name": "Support", "price_unit": 30.0})],
             }
         )

@@ -183,7 +183,8 @@ class TestLedgerUnderLimits(BudgetedClockMixin, CrmPaymentCommon):
             self.assertEqual(runner._cron_process_events(batch_size=16, budget=budget), 2)
             self.assertEqual(spy.call_args.kwargs, {"done": 2, "remaining": 3})
             self.assertEqual((progress.done, progress.remaining), (2, 3))  # Odoo runs it again at once
-            self.assertEqual(sorted(events.mapped("state")), ["done"] * 2 + ["pending"] * 3)
+            # About no partner of ours: applied as ignored (the ledger says why), not left pending.
+            self.assertEqual(sorted(events.mapped("state")), ["ignored"] * 2 + ["pending"] * 3)
             trigger.assert_not_called()
             # Called again at once in the same unit of work, whose budget is spent: nothing is
             # claimed, a new unit of work (trigger and NOTIFY) takes over.
@@ -194,7 +195,7 @@ class TestLedgerUnderLimits(BudgetedClockMixin, CrmPaymentCommon):
             budget = TimeBudget(wall_seconds=100, clock=clock)
             self.assertEqual(runner._cron_process_events(batch_size=16, budget=budget), 3)
             self.assertEqual(spy.call_args.kwargs, {"done": 3, "remaining": 0})
-        self.assertEqual(set(events.mapped("state")), {"done"})
+        self.assertEqual(set(events.mapped("state")), {"ignored"})
         self.assertEqual(events.mapped("attempts"), [1] * 5)
 
     def test_event_stored_right_after_a_run_wakes_the_workers(self):
@@ -207,7 +208,7 @@ class TestLedgerUnderLimits(BudgetedClockMixin, CrmPaymentCommon):
             first = self._ingest("cus_latency1")
             self.assertEqual(trigger.call_count, 1)
             self.assertEqual(self.Event._cron_process_events(), 1)
-            self.assertEqual(first.state, "done")
+            self.assertEqual(first.state, "ignored")
             # The run has ended; its trigger, due, is still there until Odoo's cron deletes it.
             self.assertTrue(Trigger.search_count([("cron_id", "=", cron.id)]))
             self.env.cr.postcommit.clear()
@@ -223,7 +224,7 @@ class TestLedgerUnderLimits(BudgetedClockMixin, CrmPaymentCommon):
             self.assertEqual(trigger.call_count, 2)
             self.assertEqual(Trigger.search_count([("cron_id", "=", cron.id)]), before + 1)
             self.assertEqual(self.Event._cron_process_events(), 2)
-        self.assertEqual((second.state, third.state), ("done", "done"))
+        self.assertEqual((second.state, third.state), ("ignored", "ignored"))
 
 
 @tagged("post_install", "-at_install")
@@ -263,7 +264,7 @@ class TestRunSeesEventsInFlight(TransactionCase):
         self.assertEqual(applied, [1])
         with registry.cursor() as cr:
             cr.execute("SELECT state FROM crm_payment_event WHERE stripe_event_id = %s", [event["id"]])
-            self.assertEqual(cr.fetchone()[0], "done")
+            self.assertEqual(cr.fetchone()[0], "ignored")
 
 
 @tagged("post_install", "-at_install")
