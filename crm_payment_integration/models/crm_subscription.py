@@ -751,10 +751,17 @@ class CrmSubscription(models.Model):
                     months=1, days=-1
                 )
                 if today >= expires - relativedelta(days=30) and subscription.partner_id.email:
-                    subscription.partner_id._crm_send_setup_link(
-                        "crm_payment_integration.mail_template_crm_payment_card_expiring",
-                        subscription.company_id,
-                    )
+                    try:
+                        with self.env.cr.savepoint():
+                            subscription.partner_id._crm_send_setup_link(
+                                "crm_payment_integration.mail_template_crm_payment_card_expiring",
+                                subscription.company_id,
+                            )
+                    except UserError as error:
+                        # One customer Stripe cannot serve now must not hold up the others'
+                        # reminders: this one is asked again at the next run.
+                        _logger.warning("%s: card expiry reminder not sent: %s", subscription.name, error)
+                        continue
                     subscription.card_reminded_token_id = token
                     subscription.message_post(
                         body=_(

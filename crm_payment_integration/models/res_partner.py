@@ -247,6 +247,16 @@ class ResPartner(models.Model):
         self.ensure_one()
         partner = self.commercial_partner_id
         provider_sudo = token.provider_id.sudo()
+        # Odoo first (a refused write leaves Stripe untouched), then Stripe: the subscriptions
+        # of the card's company only, a card of one Stripe account paying nothing elsewhere.
+        self.env["crm.subscription"].sudo().search(
+            [
+                ("partner_id", "=", partner.id),
+                ("company_id", "=", provider_sudo.company_id.id),
+                ("state", "in", ("trial", "active", "past_due", "paused")),
+                ("managed_by", "=", "odoo"),  # Stripe Billing charges the customer's default itself
+            ]
+        ).payment_token_id = token
         provider_sudo._crm_stripe_call(
             "update_customer",
             token.provider_ref,
@@ -255,13 +265,6 @@ class ResPartner(models.Model):
         binding = self.env["crm.stripe.customer"].sudo()._crm_find(partner, provider_sudo)
         if binding:
             binding._crm_pull()
-        self.env["crm.subscription"].sudo().search(
-            [
-                ("partner_id", "=", partner.id),
-                ("state", "in", ("trial", "active", "past_due", "paused")),
-                ("managed_by", "=", "odoo"),  # Stripe Billing charges the customer's default itself
-            ]
-        ).payment_token_id = token
 
     def _crm_remove_token(self, token):
         """Detach a saved method in Stripe and archive its token; subscriptions charged to it

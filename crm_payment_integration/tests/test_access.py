@@ -771,3 +771,47 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             Binding.with_user(self.sales_own).search([("id", "in", bindings.ids)]).partner_id, self.customer_b
         )
         self.assertEqual(Binding.with_user(self.sales_all).search([("id", "in", bindings.ids)]), bindings)
+
+    # === FOUND IN REVIEW OF THE MERGED WORK === #
+
+    def test_lost_answer_records_stay_in_their_company(self):
+        """What was sent to Stripe (customer and card ids, amounts) is read in its company only."""
+        Request = self.env["crm.stripe.request"].sudo()
+        record = Request.create(
+            {
+                "provider_id": self.provider.id,
+                "operation": "payment_intent",
+                "reference": "INV/ACC/0001",
+                "idempotency_key": "odoo-acc-review",
+                "params": {"customer": "cus_acc", "amount": 1000},
+            }
+        )
+        self.assertEqual(
+            Request.with_user(self.billing_1).sudo(False).search([("id", "=", record.id)]), record
+        )
+        self.assertFalse(Request.with_user(self.billing_2).sudo(False).search([("id", "=", record.id)]))
+        error, __ = self._jsonrpc(self.billing_2, "crm.stripe.request", "read", [record.ids, ["params"]], {})
+        self.assertEqual(error, "AccessError")
+
+    def test_default_card_moves_only_its_company_subscriptions(self):
+        """A default card chosen in the portal pays the subscriptions of its own Stripe account:
+        one of another company keeps its card, and nothing is refused halfway (Stripe then Odoo)."""
+        self.customer_a.sudo().company_id = False  # a customer of both companies
+        here = self._subscription(state="active", token=self.token_a)
+        token_2 = (
+            self.env["payment.token"]
+            .sudo()
+            .create(
+                {
+                    "provider_id": self.provider_2.id,
+                    "payment_method_id": self.token_a.payment_method_id.id,
+                    "partner_id": self.customer_a.id,
+                    "provider_ref": "cus_acc_company_2",
+                    "stripe_payment_method": "pm_acc_company_2",
+                    "payment_details": "4242",
+                }
+            )
+        )
+        there = self._subscription(state="active", token=token_2, company_id=self.company_2.id)
+        self.customer_a._crm_set_default_token(self.token_a)
+        self.assertEqual((here.payment_token_id, there.payment_token_id), (self.token_a, token_2))

@@ -125,7 +125,8 @@ class CrmPaymentChargeWizard(models.TransientModel):
         # Rules and companies before any sudo work: the customer, the invoice (charged), the card.
         self.partner_id.check_access("read")
         self.invoice_id.check_access("write")
-        if self.token_id not in self.partner_id._crm_tokens():
+        # The card of the Stripe account that charges: the invoice's company's.
+        if self.token_id not in self.partner_id._crm_tokens(self.invoice_id.company_id or None):
             raise UserError(_("This payment method does not belong to %s.", self.partner_id.display_name))
         invoice = self.invoice_id.sudo()
         if invoice:

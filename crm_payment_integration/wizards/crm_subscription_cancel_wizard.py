@@ -26,7 +26,7 @@ class CrmSubscriptionCancelWizard(models.TransientModel):
         # As `action_cancel_at_period_end` sets it: the day before the next invoice.
         for wizard in self:
             subscription = wizard.subscription_id
-            next_date = subscription.next_invoice_date or fields.Date.context_today(wizard)
+            next_date = subscription.next_invoice_date or subscription._crm_today()
             wizard.end_date = subscription and next_date - relativedelta(days=1)
 
     def action_confirm(self):
