@@ -35,6 +35,29 @@ class CrmStripePortal(CustomerPortal):
         if invoice_sudo.currency_id.is_zero(invoice_sudo.amount_residual):
             return request.redirect(portal_url)
         try:
+            # A charge of the invoice (its answer from Stripe lost) may have paid it already.
+            with request.env.cr.savepoint():
+                in_progress = invoice_sudo._crm_charge_in_progress()
+        except UserError as error:
+            _logger.warning("charge of invoice %s not settled yet: %s", invoice_id, error)
+            return request.render(
+                "crm_payment_integration.crm_payment_status_page",
+                {
+                    "state": "pending",
+                    "message": _("Your payment is being processed. Please check again in a few minutes."),
+                    "back_url": portal_url,
+                    "tx": None,
+                },
+            )
+        if invoice_sudo.currency_id.is_zero(invoice_sudo.amount_residual):
+            return request.redirect(portal_url)
+        if in_progress:
+            tx_sudo = in_progress[:1]
+            if tx_sudo.state == "pending" and tx_sudo.provider_reference:
+                # Perhaps waiting for the customer's authentication (3-D Secure): asked there.
+                return request.redirect(tx_sudo._crm_authenticate_url())
+            return self._crm_render_status(tx_sudo)
+        try:
             with request.env.cr.savepoint():
                 tx_sudo = invoice_sudo._crm_payment_link_tx()
             if invoice_sudo.currency_id.is_zero(invoice_sudo.amount_residual):

@@ -388,6 +388,20 @@ class AccountMove(models.Model):
         """
         self.ensure_one()
         self._crm_check_payable()
+        # A charge of the invoice whose answer was lost may have been paid: a hosted page for
+        # the amount due would have the customer pay a second time.
+        in_progress = self._crm_charge_in_progress()
+        if self.currency_id.is_zero(self.amount_residual):
+            return self.transaction_ids.filtered(lambda tx: tx.state == "done")[-1:] or self.crm_payment_tx_id
+        if in_progress:
+            raise UserError(
+                _(
+                    "A charge of %(invoice)s is in progress (%(reference)s): no payment link is "
+                    "opened until it ends. Look at its result before asking the customer to pay.",
+                    invoice=self.display_name,
+                    reference=in_progress[0].reference,
+                )
+            )
         tx = self.crm_payment_tx_id
         if (
             tx
@@ -410,6 +424,18 @@ class AccountMove(models.Model):
         url = tx._crm_create_checkout_session(description=_("Invoice %s", self.name))
         self.write({"crm_payment_tx_id": tx.id, "crm_payment_url": url})
         return tx
+
+    def _crm_charge_in_progress(self):
+        """Settle the invoice's charges whose answer from Stripe was lost, then return its
+        off-session charges still under way (draft, pending, authorized), sudo.
+
+        :raise UserError: when Stripe cannot tell yet what became of an earlier charge
+        """
+        self.ensure_one()
+        self._crm_settle_earlier_charges()
+        return self.sudo().transaction_ids.filtered(
+            lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized")
+        )
 
     def _crm_portal_pay_url(self):
         """The customer's lasting link: it opens a current hosted page for the amount due."""

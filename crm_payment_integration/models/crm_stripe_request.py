@@ -216,9 +216,10 @@ class CrmStripeRequest(models.Model):
         self.ensure_one()
         values = dict(self.tx_values or {})
         env = self.env
-        values["invoice_ids"] = [
-            (6, 0, env["account.move"].sudo().browse(values.get("invoice_ids") or []).exists().ids)
-        ]
+        invoices = env["account.move"].sudo().browse(values.get("invoice_ids") or []).exists()
+        if not invoices:
+            invoices = self._crm_period_invoice()
+        values["invoice_ids"] = [(6, 0, invoices.ids)]
         for name, model in (
             ("token_id", "payment.token"),
             ("crm_lead_id", "crm.lead"),
@@ -229,6 +230,27 @@ class CrmStripeRequest(models.Model):
         tx = env["payment.transaction"].sudo().create(values)
         _logger.info("restored transaction %s of a stripe request whose answer was lost", tx.reference)
         return tx
+
+    def _crm_period_invoice(self):
+        """The invoice of the subscription period the request charged, found by the period
+        its metadata names: a billing run rolled back after the charge lost the invoice the
+        request was sent for, and the next run invoices the period again under another id."""
+        self.ensure_one()
+        metadata = (self.params or {}).get("metadata") or {}
+        subscription_id = metadata.get("odoo_subscription_id") or ""
+        Move = self.env["account.move"].sudo()
+        if not subscription_id.isdigit() or not metadata.get("odoo_period_start"):
+            return Move
+        return Move.search(
+            [
+                ("crm_subscription_id", "=", int(subscription_id)),
+                ("crm_period_start", "=", metadata["odoo_period_start"]),
+                ("crm_stripe_invoice_id", "=", False),
+                ("state", "!=", "cancel"),
+                ("company_id", "=", self.provider_id.company_id.id),
+            ],
+            limit=1,
+        )
 
     def _crm_resolve(self, now=None):
         """Settle these requests against Stripe: the object Stripe has is applied to its

@@ -1,4 +1,5 @@
 import logging
+import re
 import threading
 from collections import defaultdict
 from datetime import date, datetime, timezone
@@ -693,6 +694,9 @@ class CrmSubscription(models.Model):
         # name a crashed run may see shift: the reference, hence the idempotency key and every
         # parameter of the charge, is the same when a run repeats it; an earlier attempt that
         # stands (declined) makes the next one a new charge ("-1", "-2"...).
+        reference_prefix = invoice.crm_period_start and f"{self.name}-{invoice.crm_period_start}"
+        if reference_prefix and self._crm_adopt_period_charge(invoice, reference_prefix):
+            return True
         tx = self.env["payment.transaction"]._crm_create(
             invoice.partner_id,
             invoice.amount_residual,
@@ -701,12 +705,67 @@ class CrmSubscription(models.Model):
             invoices=invoice,
             token=token,
             lead=self.lead_id,
-            reference_prefix=invoice.crm_period_start and f"{self.name}-{invoice.crm_period_start}",
+            reference_prefix=reference_prefix,
         )
         tx._crm_charge_off_session()
         if tx.state == "error":
             self._payment_failed(tx, today or self._crm_today())
             return False
+        return True
+
+    def _crm_adopt_period_charge(self, invoice, reference_prefix):
+        """Give ``invoice`` the charge of its period that pays no invoice, if there is one.
+
+        A run rolled back after Stripe took the money loses the period's invoice; its charge
+        comes back without it (restored from the request kept apart, by the webhook or the
+        cron), under the period's reference. Charged again, the period would get a new
+        reference ("-1"), hence a new idempotency key and a second PaymentIntent: the charge
+        that stands pays the new invoice instead (reconciled if it is the customer's credit
+        already; still under way, its outcome decides).
+
+        :return: whether such a charge was found (then nothing is charged)
+        """
+        self.ensure_one()
+        pattern = re.compile(re.escape(reference_prefix) + r"(-\d+)?")
+        txs = (
+            self.env["payment.transaction"]
+            .sudo()
+            .search(
+                [
+                    ("reference", "=like", f"{reference_prefix}%"),
+                    ("crm_flow", "in", ("off_session", "stripe")),
+                    ("state", "in", ("draft", "pending", "authorized", "done")),
+                    ("invoice_ids", "=", False),
+                    ("operation", "!=", "refund"),
+                ],
+                order="id",
+            )
+            .filtered(lambda tx: pattern.fullmatch(tx.reference))
+        )
+        tx = txs.filtered(lambda tx: tx.state == "done")[:1] or txs[:1]
+        if not tx:
+            return False
+        tx.invoice_ids = invoice
+        payment = tx.payment_id
+        if payment:
+            payment.invoice_ids |= invoice
+        if payment.move_id:  # a payment without entry is matched by its invoices alone
+            (payment.move_id.line_ids + invoice.line_ids).filtered(
+                lambda line: line.account_id == payment.destination_account_id and not line.reconciled
+            ).reconcile()
+        invoice.sudo().message_post(
+            body=_(
+                "Paid by %(reference)s, the charge of this period made by a billing run that was "
+                "rolled back: nothing was charged again.",
+                reference=tx.reference,
+            )
+            if tx.state == "done"
+            else _(
+                "The charge of this period %(reference)s (a billing run that was rolled back) is "
+                "still under way: nothing was charged again.",
+                reference=tx.reference,
+            )
+        )
         return True
 
     # === REMINDERS === #

@@ -18,3 +18,4 @@ from . import test_hardening_payments
 from . import test_portal_ux
 from . import test_worker_limits
 from . import test_access
+from . import test_review_fixes
