@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import UserError
 from odoo.osv import expression
 from odoo.tools import config
 
@@ -137,18 +137,7 @@ class CrmSubscription(models.Model):
     def _check_payment_token(self):
         """A subscription is charged to its own customer's card only, whatever the view offers."""
         for subscription in self.sudo().filtered("payment_token_id"):
-            if not subscription._crm_token_is_own(subscription.payment_token_id):
-                raise ValidationError(
-                    _(
-                        "%(card)s belongs to %(owner)s, not to %(customer)s: %(name)s can only be "
-                        "charged to a payment method its customer saved in %(company)s.",
-                        card=subscription.payment_token_id.display_name,
-                        owner=subscription.payment_token_id.partner_id.commercial_partner_id.display_name,
-                        customer=subscription.partner_id.commercial_partner_id.display_name,
-                        name=subscription.name,
-                        company=subscription.company_id.name,
-                    )
-                )
+            subscription.payment_token_id._crm_check_owner(subscription.partner_id, subscription.company_id)
 
     def _crm_token_is_own(self, token):
         """Whether a saved method is the subscription's customer's, in its company's account."""

@@ -1,4 +1,5 @@
-from odoo import api, fields, models
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
 
 from .. import const
 
@@ -30,6 +31,30 @@ class PaymentToken(models.Model):
         if self.crm_exp_month and self.crm_exp_year:
             label += f" ({self.crm_exp_month:02d}/{self.crm_exp_year})"
         return label
+
+    def _crm_check_owner(self, partner, company=None):
+        """Refuse a saved method that is not the paying customer's (their commercial partner's),
+        or not of ``company``'s Stripe account: whatever a client sends, a charge is made to the
+        payer's own card only.
+
+        :param partner: the `res.partner` who pays
+        :param company: the `res.company` whose Stripe account charges (any when not given)
+        :raise ValidationError: naming the card, its owner and the payer
+        """
+        payer = partner.commercial_partner_id
+        for token in self.sudo():
+            owner = token.partner_id.commercial_partner_id
+            if owner != payer or (company and token.provider_id.company_id != company):
+                raise ValidationError(
+                    _(
+                        "%(card)s belongs to %(owner)s, not to %(customer)s: charge a payment "
+                        "method %(customer)s saved in %(company)s.",
+                        card=token.display_name,
+                        owner=owner.display_name if owner != payer else token.provider_id.company_id.name,
+                        customer=payer.display_name,
+                        company=(company or token.provider_id.company_id).name,
+                    )
+                )
 
     def _crm_archive(self):
         """Archive tokens whose payment method Stripe no longer offers (never delete them:

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg2.errors
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import UserError
 from odoo.tools import consteq, float_compare, float_is_zero, format_amount, mute_logger
 from odoo.tools.misc import hmac as hmac_tool
 
@@ -69,16 +69,7 @@ class PaymentTransaction(models.Model):
     def _check_crm_token_partner(self):
         """A CRM Payments charge is made to the paying customer's own saved method only."""
         for tx in self.sudo().filtered(lambda t: t.crm_flow and t.token_id):
-            if tx.token_id.partner_id.commercial_partner_id != tx.partner_id.commercial_partner_id:
-                raise ValidationError(
-                    _(
-                        "%(card)s belongs to %(owner)s: it cannot pay for %(customer)s. Charge one "
-                        "of %(customer)s's saved payment methods.",
-                        card=tx.token_id.display_name,
-                        owner=tx.token_id.partner_id.commercial_partner_id.display_name,
-                        customer=tx.partner_id.commercial_partner_id.display_name,
-                    )
-                )
+            tx.token_id._crm_check_owner(tx.partner_id)
 
     @api.model
     def _crm_create(

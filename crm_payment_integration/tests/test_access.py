@@ -620,7 +620,7 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             Wizard.create(
                 {"partner_id": self.customer_a.id, "token_id": self.token_b.id, "amount": 5.0, "reason": "x"}
             )
-        with self.assertRaisesRegex(ValidationError, "belongs to Customer B: it cannot pay for Customer A"):
+        with self.assertRaisesRegex(ValidationError, "belongs to Customer B, not to Customer A"):
             self.env["payment.transaction"]._crm_create(
                 self.customer_a, 5.0, self.company.currency_id, "off_session", token=self.token_b
             )

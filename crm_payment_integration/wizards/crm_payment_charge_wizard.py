@@ -1,5 +1,5 @@
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import UserError
 from odoo.tools import format_amount
 
 from .. import utils
@@ -108,16 +108,7 @@ class CrmPaymentChargeWizard(models.TransientModel):
     def _check_token_id(self):
         """The card charged is the paying customer's, whatever the client sent."""
         for wizard in self.sudo().filtered("token_id"):
-            if wizard.token_id.partner_id.commercial_partner_id != wizard.partner_id.commercial_partner_id:
-                raise ValidationError(
-                    _(
-                        "%(card)s belongs to %(owner)s, not to %(partner)s: choose one of "
-                        "%(partner)s's saved payment methods.",
-                        card=wizard.token_id.display_name,
-                        owner=wizard.token_id.partner_id.commercial_partner_id.display_name,
-                        partner=wizard.partner_id.commercial_partner_id.display_name,
-                    )
-                )
+            wizard.token_id._crm_check_owner(wizard.partner_id)
 
     def action_charge(self):
         self.ensure_one()
