@@ -77,7 +77,8 @@ def main():
         portal.fill("input[name=password]", "portal")
         portal.click("button[type=submit]")
         portal.goto(f"{URL}/my/invoices")
-        portal.locator("tr:has-text('Pay Now') a").first.click()  # an invoice still due
+        # an invoice still due: the row with its Stripe button
+        portal.locator("tr:has(a.o_crm_payment_pay_stripe_list) a").first.click()
         portal.wait_for_selector("a.o_crm_payment_pay_stripe")
         portal.screenshot(path=str(OUT / "portal-invoice-pay.png"))
         # Their subscription from the pausable plan: next charge, invoices, payments, pause.
