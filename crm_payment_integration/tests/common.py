@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import stripe
 
@@ -179,6 +180,18 @@ class CrmStripeCommon(TransactionCase):
             }
         )
         return provider
+
+    def _crm_http(self, client):
+        """Return a patch making every Stripe call of the add-on go through ``client`` (the HTTP
+        boundary: localstripe behind it, or Stripe-shaped answers for what it lacks)."""
+        return patch.object(
+            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=client
+        )
+
+    def _crm_use_http(self, client):
+        """Send every Stripe call of the add-on through ``client`` until the test ends."""
+        self.startPatcher(self._crm_http(client))
+        return client
 
     def _crm_listen_to_localstripe(self):
         """Make localstripe send its webhooks to this test's server (an HttpCase), and stop

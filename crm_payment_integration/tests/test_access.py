@@ -167,12 +167,7 @@ class TestAccess(CrmPaymentCommon, HttpCase):
 
     def setUp(self):
         super().setUp()
-        self.stripe = CountingStripe()
-        patcher = patch.object(
-            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=self.stripe
-        )
-        patcher.start()
-        self.addCleanup(patcher.stop)
+        self.stripe = self._crm_use_http(CountingStripe())
 
     # === RPC === #
 

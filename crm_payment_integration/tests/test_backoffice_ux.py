@@ -3,7 +3,6 @@ confirmations naming the amount, the card and the recipient, and a payment profi
 figures agree with the rows shown."""
 
 from datetime import date
-from unittest.mock import patch
 
 from odoo.tests import Form, HttpCase, tagged
 from odoo.tools import format_amount
@@ -37,12 +36,7 @@ def visible_buttons(record, xmlid):
 class TestBackofficeUx(CrmPaymentCommon, HttpCase):
     def setUp(self):
         super().setUp()
-        self.stripe = FakeCheckout()
-        patcher = patch.object(
-            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=self.stripe
-        )
-        patcher.start()
-        self.addCleanup(patcher.stop)
+        self.stripe = self._crm_use_http(FakeCheckout())
         self.usd = self.company.currency_id
 
     def _money(self, amount, currency=None):

@@ -7,7 +7,7 @@ from unittest.mock import patch
 from odoo.tests import tagged
 
 from .. import billing_dates
-from .common import CrmPaymentCommon
+from .test_subscriptions import SubscriptionBillingCommon
 
 
 def on(day):
@@ -16,31 +16,12 @@ def on(day):
 
 
 @tagged("post_install", "-at_install")
-class TestBillingDates(CrmPaymentCommon):
+class TestBillingDates(SubscriptionBillingCommon):
     """Billing dates counted from the anchor day, never chained: a subscription started on the
     31st is billed on each month's last day when the month is shorter, and on the 31st again
     after; and "today" is the company's day, not UTC's."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.product = cls.env["product.product"].create(
-            {"name": "Support plan", "type": "service", "list_price": 100.0}
-        )
-
-    def _subscription(self, token=None, **values):
-        return self.env["crm.subscription"].create(
-            {
-                "partner_id": self.partner.id,
-                "start_date": date(2027, 1, 31),
-                "payment_token_id": token.id if token else False,
-                "line_ids": [(0, 0, {"product_id": self.product.id, "quantity": 2, "price_unit": 50.0})],
-                **values,
-            }
-        )
-
-    def _bill(self, now):
-        return self.env["crm.subscription"]._cron_bill(now=now)
+    START = date(2027, 1, 31)
 
     def _walk(self, subscription, days):
         """Bill ``subscription`` on each of ``days``: nothing the day before, one invoice on it."""

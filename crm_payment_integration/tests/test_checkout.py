@@ -1,5 +1,4 @@
 import json
-from unittest.mock import patch
 from urllib.parse import parse_qs, urlparse
 
 from odoo.exceptions import AccessError, UserError
@@ -23,12 +22,7 @@ class TestCheckout(CrmPaymentCommon, HttpCase):
 
     def setUp(self):
         super().setUp()
-        self.stripe = FakeCheckout()
-        patcher = patch.object(
-            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=self.stripe
-        )
-        patcher.start()
-        self.addCleanup(patcher.stop)
+        self.stripe = self._crm_use_http(FakeCheckout())
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ of a key's first answer is played there (:class:`StripeReplay`), in front of loc
 """
 
 import unittest
-from unittest.mock import patch
 
 from odoo.tests import tagged
 
@@ -152,12 +151,7 @@ class TestCustomerParams(CrmStripeCommon):
 
     def setUp(self):
         super().setUp()
-        self.stripe = StripeReplay()
-        patcher = patch.object(
-            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=self.stripe
-        )
-        patcher.start()
-        self.addCleanup(patcher.stop)
+        self.stripe = self._crm_use_http(StripeReplay())
 
     def _posts(self, path):
         return [r for r in self.stripe.requests if r["method"] == "post" and r["path"] == path]

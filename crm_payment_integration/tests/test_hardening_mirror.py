@@ -8,7 +8,6 @@ answered at the HTTP-client boundary.
 
 import os
 import time
-from unittest.mock import patch
 
 from odoo.tests import HttpCase, tagged
 
@@ -50,7 +49,7 @@ class TestHardeningMirror(StripeBillingCommon, HttpCase):
         return self.Event.search([("stripe_event_id", "=", event["id"])])
 
     def _deliver(self, http, *events):
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             for event in events:
                 self._post_event(event)
             self.Event._crm_process_due()
@@ -111,7 +110,7 @@ class TestHardeningMirror(StripeBillingCommon, HttpCase):
 
         # Mirroring linked customers: the same events, applied again, mirror it.
         self.provider.crm_billing_mirror = "linked"
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             self.Event.browse([event.id for event in stored]).action_crm_reprocess()
         self.assertEqual(stored[0].state, "done", stored[0].result)
         mirror = self._mirror(remote)

@@ -109,11 +109,6 @@ class HardeningCommon(CrmPaymentCommon, HttpCase):
         """The PaymentIntents made for the customer in localstripe by this test."""
         return [pi for pi in self._customer_intents() if pi["id"] not in self.intents_before]
 
-    def _http(self, client):
-        return patch.object(
-            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=client
-        )
-
     def _post_event(self, event_type, obj):
         """Stripe sends a signed event to the webhook route."""
         event = stripe_event(event_type, obj)
@@ -128,7 +123,7 @@ class HardeningCommon(CrmPaymentCommon, HttpCase):
         return event
 
     def _process(self, client, *events):
-        with self._http(client):
+        with self._crm_http(client):
             self.Event._crm_process_due()
         stored = self.Event.search([("stripe_event_id", "in", [event["id"] for event in events])])
         self.assertEqual(set(stored.mapped("state")), {"done"}, stored.mapped("last_error"))
@@ -154,7 +149,7 @@ class TestLostAnswers(HardeningCommon):
         token = self._crm_save_card()
         invoice = self._crm_invoice(100.0)
         http = LostAnswers(lose={"/v1/payment_intents"})
-        with self._http(http):
+        with self._crm_http(http):
             action = self._charge(invoice)
         self.assertEqual(action["params"]["type"], "warning")
         self.assertIn("answer was lost", action["params"]["message"])
@@ -176,7 +171,7 @@ class TestLostAnswers(HardeningCommon):
         self._credit_note(invoice, 30.0)
         self.assertEqual(invoice.amount_residual, 70.0)
         http.lose.clear()
-        with self._http(http):
+        with self._crm_http(http):
             action = self._charge(invoice)
         self.assertIn("Nothing new was charged", action["params"]["message"])
         self.assertEqual(action["params"]["type"], "success")
@@ -194,7 +189,7 @@ class TestLostAnswers(HardeningCommon):
         token = self._crm_save_card()
         invoice = self._crm_invoice(80.0, invoice_user_id=self.salesman.id)
         http = LostAnswers(lose={"/v1/payment_intents"})
-        with self._http(http):
+        with self._crm_http(http):
             self._charge(invoice)
         tx = invoice.transaction_ids
         reference = tx.reference
@@ -207,7 +202,7 @@ class TestLostAnswers(HardeningCommon):
         # Too early: its client may still be waiting for Stripe.
         self.Request._cron_resolve()
         self.assertEqual(sent.state, "sent")
-        with self._http(http):
+        with self._crm_http(http):
             self.Request._cron_resolve(now=fields.Datetime.now() + timedelta(minutes=5))
         self.assertEqual(sent.state, "done")
         restored = invoice.transaction_ids
@@ -223,7 +218,7 @@ class TestLostAnswers(HardeningCommon):
         self._crm_save_card()
         kept, rolled_back = self._crm_invoice(40.0), self._crm_invoice(60.0)
         http = LostAnswers(lose={"/v1/payment_intents"})
-        with self._http(http):
+        with self._crm_http(http):
             self._charge(kept)
             self._charge(rolled_back)
         lost = rolled_back.transaction_ids
@@ -252,14 +247,14 @@ class TestLostAnswers(HardeningCommon):
         invoice = self._crm_invoice(50.0)
 
         http = Unreachable(lose={"/v1/payment_intents"})
-        with self._http(http):
+        with self._crm_http(http):
             self._charge(invoice)
         first = invoice.transaction_ids
         self.assertTrue(first.crm_answer_unknown)
         self.assertFalse(self._new_intents())
         http.lose.clear()
         # A moment later Stripe cannot tell yet whether it will ever see it: nothing new is sent.
-        with self._http(http), self.assertRaisesRegex(UserError, "Nothing new is sent"):
+        with self._crm_http(http), self.assertRaisesRegex(UserError, "Nothing new is sent"):
             self._charge(invoice)
         sent = self.Request.search([("reference", "=", first.reference)])
         sent.flush_recordset()
@@ -268,7 +263,7 @@ class TestLostAnswers(HardeningCommon):
             [sent.id],
         )
         sent.invalidate_recordset()
-        with self._http(http):
+        with self._crm_http(http):
             action = self._charge(invoice)
         self.assertEqual(action["params"]["type"], "success")
         self.assertEqual(first.state, "cancel")
@@ -289,7 +284,7 @@ class TestLostAnswers(HardeningCommon):
                 .with_user(self.accountant)
                 .create({"transaction_id": tx.id, "amount": amount})
             )
-            with self._http(http):
+            with self._crm_http(http):
                 return wizard.action_refund()
 
         action = refund(40.0)
@@ -390,7 +385,7 @@ class TestRefundFailingLate(HardeningCommon):
             .with_user(self.accountant)
             .create({"transaction_id": tx.id, "amount": 30.0})
         )
-        with self._http(refund_client or StripeHttpMock({}, passthrough=True)):
+        with self._crm_http(refund_client or StripeHttpMock({}, passthrough=True)):
             wizard.action_refund()
         return invoice, tx, tx.child_transaction_ids
 
@@ -485,7 +480,7 @@ class TestRefundFailingLate(HardeningCommon):
             200,
             {},
         )
-        with self._http(http):
+        with self._crm_http(http):
             self.provider.action_crm_register_webhook()
         events = json.loads(http.requests[-1]["data"])["events"]
         for name in ("refund.updated", "refund.failed", "charge.refund.updated"):

@@ -1,5 +1,4 @@
 import json
-from unittest.mock import patch
 
 import stripe
 
@@ -115,7 +114,7 @@ class TestOffSessionPayments(CrmPaymentCommon):
         self._crm_save_card()
         invoice = self._crm_invoice(120.0)
         http = IdempotentLocalstripe()
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             # A worker charges, then crashes before its transaction commits.
             with self.assertRaises(RuntimeError):
                 with self.env.cr.savepoint():
@@ -255,7 +254,7 @@ class TestOffSessionPayments(CrmPaymentCommon):
             }
         }
         http = StripeHttpMock({("post", "/v1/payment_intents"): (402, error)}, passthrough=True)
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             action = invoice.with_user(self.accountant).action_crm_charge_saved_method()
         self.assertEqual(action["params"]["type"], "warning")
         tx = invoice.transaction_ids
@@ -264,7 +263,7 @@ class TestOffSessionPayments(CrmPaymentCommon):
         self.assertFalse(tx.crm_decline_code)
         # Stripe's payment_intent.payment_failed about it does not turn it into a decline.
         http = StripeHttpMock({("get", "/v1/payment_intents/pi_auth"): (200, intent)}, passthrough=True)
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             self.assertEqual(
                 self._deliver(stripe_event("payment_intent.payment_failed", intent)).state, "done"
             )

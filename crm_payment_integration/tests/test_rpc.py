@@ -5,7 +5,6 @@ boundary, which localstripe lacks)."""
 import inspect
 import json
 import xmlrpc.client
-from unittest.mock import patch
 
 from odoo import fields, models
 from odoo.tests import HttpCase, new_test_user, tagged
@@ -84,12 +83,7 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
 
     def setUp(self):
         super().setUp()
-        self.stripe = FakeCheckout()
-        patcher = patch.object(
-            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=self.stripe
-        )
-        patcher.start()
-        self.addCleanup(patcher.stop)
+        self.stripe = self._crm_use_http(FakeCheckout())
 
     # --- calls -----------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@ import json
 import os
 import time
 from datetime import datetime, timezone
-from unittest.mock import patch
 
 from dateutil.relativedelta import relativedelta
 
@@ -258,7 +257,7 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
         self.provider.crm_webhook_secret = SECRET
         renewal, renewed, intent = self._renewal(remote, status="paid")
         http = StripeHttpMock(self._routes(renewal, renewed, intent), passthrough=True)
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             # Its PaymentIntent's event may come first (here late, so that it is not waited for);
             # the intent no longer names its invoice: the invoice payments tell.
             paid_intent = stripe_event("payment_intent.succeeded", intent, created=int(time.time()) - 3600)
@@ -299,7 +298,7 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
         mirror = self._mirror(remote)
         renewal, renewed, intent = self._renewal(remote, status="open", subscription_status="past_due")
         http = StripeHttpMock(self._routes(renewal, renewed, intent), passthrough=True)
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             self._post_event(stripe_event("invoice.payment_failed", renewal))
             self.env["crm.payment.event"]._crm_process_due()
             self.assertEqual(mirror.state, "past_due")

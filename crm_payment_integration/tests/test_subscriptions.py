@@ -13,10 +13,10 @@ from .common import CrmPaymentCommon, FakeCheckout, StripeHttpMock
 from .test_payments import IdempotentLocalstripe
 
 
-@tagged("post_install", "-at_install")
-class TestSubscriptionBilling(CrmPaymentCommon):
-    """The billing run: one invoice per subscription and period, one charge per invoice,
-    whatever the run goes through. Time is a parameter: a year is walked in seconds."""
+class SubscriptionBillingCommon(CrmPaymentCommon):
+    """A monthly subscription of 2 × 50.00 starting on ``START``, and the billing run at a time."""
+
+    START = date(2027, 1, 15)
 
     @classmethod
     def setUpClass(cls):
@@ -29,15 +29,21 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         return self.env["crm.subscription"].create(
             {
                 "partner_id": self.partner.id,
-                "start_date": date(2027, 1, 15),
+                "start_date": self.START,
                 "payment_token_id": token.id if token else False,
                 "line_ids": [(0, 0, {"product_id": self.product.id, "quantity": 2, "price_unit": 50.0})],
                 **values,
             }
         )
 
-    def _bill(self, day):
-        return self.env["crm.subscription"]._cron_bill(now=day)
+    def _bill(self, now):
+        return self.env["crm.subscription"]._cron_bill(now=now)
+
+
+@tagged("post_install", "-at_install")
+class TestSubscriptionBilling(SubscriptionBillingCommon):
+    """The billing run: one invoice per subscription and period, one charge per invoice,
+    whatever the run goes through. Time is a parameter: a year is walked in seconds."""
 
     def test_a_year_of_monthly_billing(self):
         token = self._crm_save_card()
@@ -75,7 +81,7 @@ class TestSubscriptionBilling(CrmPaymentCommon):
             if subscription == second:
                 raise KeyboardInterrupt("worker killed after Stripe charged")
 
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             with self.assertRaises(KeyboardInterrupt):
                 with self.env.cr.savepoint(), patch.object(Subscription, "_charge_invoice", charge_then_die):
                     self._bill(date(2027, 1, 15))
@@ -109,7 +115,7 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         fake = FakeCheckout()
         subscription = self._subscription()
         subscription.action_start()
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
+        with self._crm_http(fake):
             self._bill(date(2027, 1, 15))
         invoice = subscription.invoice_ids
         self.assertEqual(invoice.state, "posted")
@@ -132,9 +138,7 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertFalse(failing.invoice_ids.crm_payment_url)
         self.assertEqual(failing.next_invoice_date, date(2027, 1, 15))
         self.assertIn("Billing failed", failing.message_ids[0].body)
-        with patch.object(
-            type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=FakeCheckout()
-        ):
+        with self._crm_http(FakeCheckout()):
             self.assertEqual(self._bill(date(2027, 1, 16)), 1)
         self.assertEqual(len(failing.invoice_ids), 1)
         self.assertTrue(failing.invoice_ids.crm_payment_url)
@@ -356,7 +360,7 @@ class TestSubscriptionBilling(CrmPaymentCommon):
             }
         }
         http = StripeHttpMock({("post", "/v1/payment_intents"): (402, error)}, passthrough=True)
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=http):
+        with self._crm_http(http):
             self._bill(date(2027, 1, 15))
         self.assertEqual(subscription.state, "past_due")
         self.assertFalse(subscription.dunning_next_date)
@@ -377,7 +381,7 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self._bill(date(2027, 1, 15))
         self.assertEqual(subscription.state, "past_due")
         fake = FakeCheckout()
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
+        with self._crm_http(fake):
             self.partner.action_crm_send_setup_link()
             tx = self.env["payment.transaction"].search(
                 [("partner_id", "=", self.partner.id), ("operation", "=", "validation")]
@@ -450,7 +454,7 @@ class TestSubscriptionBilling(CrmPaymentCommon):
         self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 2, 9)), 0)  # once
         self.assertIn("renews on 2027-02-15", Mail.search(renewals).subject)
         fake = FakeCheckout()
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
+        with self._crm_http(fake):
             subscription.renewal_reminded_for = subscription.next_invoice_date = date(2027, 9, 15)
             self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 8, 1)), 1)
             self.assertEqual(self.env["crm.subscription"]._cron_reminders(now=date(2027, 8, 2)), 0)
@@ -578,7 +582,7 @@ class TestSubscriptionPortal(CrmPaymentCommon, HttpCase):
         self.assertEqual(self.mine.payment_token_id, first)
         # Add one: straight to Stripe's setup page.
         fake = FakeCheckout()
-        with patch.object(type(self.env["payment.provider"]), "_crm_stripe_http_client", return_value=fake):
+        with self._crm_http(fake):
             response = self.url_open(
                 "/my/payment_method/add", data={"csrf_token": token}, allow_redirects=False
             )
