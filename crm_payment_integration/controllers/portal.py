@@ -59,7 +59,7 @@ class CrmStripePortal(CustomerPortal):
             return self._crm_render_status(tx_sudo)
         try:
             with request.env.cr.savepoint():
-                tx_sudo = invoice_sudo._crm_payment_link_tx()
+                tx_sudo = invoice_sudo._crm_payment_link_tx(settled=True)
             if invoice_sudo.currency_id.is_zero(invoice_sudo.amount_residual):
                 return request.redirect(portal_url)
         except UserError as error:
@@ -217,7 +217,7 @@ class CrmSubscriptionPortal(CustomerPortal):
         values.update(
             {
                 "subscriptions": subscriptions,
-                "next_charges": {s.id: self._crm_next_charge_date(s) for s in subscriptions},
+                "next_charges": {s.id: s._crm_next_charge_date() for s in subscriptions},
                 "page_name": "crm_subscriptions",
             }
         )
@@ -230,7 +230,7 @@ class CrmSubscriptionPortal(CustomerPortal):
         values.update(
             {
                 "subscription": subscription,
-                "next_charge": self._crm_next_charge_date(subscription),
+                "next_charge": subscription._crm_next_charge_date(),
                 "page_name": "crm_subscription",
                 "message": kwargs.get("message"),
             }
@@ -293,18 +293,6 @@ class CrmSubscriptionPortal(CustomerPortal):
         else:
             return request.redirect(f"/my/subscriptions/{subscription.id}")
         return request.redirect(f"/my/subscriptions/{subscription.id}?message={action}d")
-
-    @staticmethod
-    def _crm_next_charge_date(subscription):
-        """The day the subscription is next charged, or None when nothing is scheduled: paused,
-        past due (only its unpaid invoices are charged again), cancelled, expired, or ending
-        before its next period."""
-        date = subscription.next_invoice_date
-        if subscription.state not in ("trial", "active") or not date:
-            return None
-        if subscription.end_date and date > subscription.end_date:
-            return None
-        return date
 
     def _crm_subscription_or_404(self, subscription_id):
         """The subscription if the user may read it (record rules), then in sudo, as Odoo's

@@ -380,17 +380,18 @@ class AccountMove(models.Model):
             sent |= move
         return sent
 
-    def _crm_payment_link_tx(self):
+    def _crm_payment_link_tx(self, settled=False):
         """Return the transaction of the invoice's open hosted page, replacing it when the
         amount due changed or it can no longer be paid.
 
+        :param bool settled: the caller settled the invoice's lost charges already
         :return: the transaction, sudo
         """
         self.ensure_one()
         self._crm_check_payable()
         # A charge of the invoice whose answer was lost may have been paid: a hosted page for
         # the amount due would have the customer pay a second time.
-        in_progress = self._crm_charge_in_progress()
+        in_progress = self._crm_charge_in_progress(settle=not settled)
         if self.currency_id.is_zero(self.amount_residual):
             return self.transaction_ids.filtered(lambda tx: tx.state == "done")[-1:] or self.crm_payment_tx_id
         if in_progress:
@@ -425,14 +426,16 @@ class AccountMove(models.Model):
         self.write({"crm_payment_tx_id": tx.id, "crm_payment_url": url})
         return tx
 
-    def _crm_charge_in_progress(self):
-        """Settle the invoice's charges whose answer from Stripe was lost, then return its
-        off-session charges still under way (draft, pending, authorized), sudo.
+    def _crm_charge_in_progress(self, settle=True):
+        """Settle the invoice's charges whose answer from Stripe was lost (unless ``settle`` is
+        false), then return its off-session charges still under way (draft, pending,
+        authorized), sudo.
 
         :raise UserError: when Stripe cannot tell yet what became of an earlier charge
         """
         self.ensure_one()
-        self._crm_settle_earlier_charges()
+        if settle:
+            self._crm_settle_earlier_charges()
         return self.sudo().transaction_ids.filtered(
             lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized")
         )
@@ -817,8 +820,9 @@ class AccountMove(models.Model):
         if self not in tx.invoice_ids:
             tx.invoice_ids = [(4, self.id)]
             if tx.payment_id.state in ("in_process", "paid"):
+                account = tx.payment_id.destination_account_id
                 lines = (tx.payment_id.move_id.line_ids + self.line_ids).filtered(
-                    lambda line: line.account_id.account_type == "asset_receivable" and not line.reconciled
+                    lambda line: line.account_id == account and not line.reconciled
                 )
                 lines.reconcile()
                 return _("Payment %s reconciled with the invoice.", tx.reference)

@@ -114,7 +114,10 @@ class CrmStripeRequest(models.Model):
 
     @api.model
     def _crm_record(self, tx, operation, params, idempotency_key):
-        """Record, committed at once, that ``tx`` is about to send a create call to Stripe."""
+        """Record, committed at once, that ``tx`` is about to send a create call to Stripe.
+
+        :return: the id of the record
+        """
         tx_values = {}
         for name in TRANSACTION_FIELDS:
             value = tx[name]
@@ -131,15 +134,18 @@ class CrmStripeRequest(models.Model):
             "invoice_refs": f",{','.join(map(str, tx.invoice_ids.ids))}," if tx.invoice_ids else False,
             "parent_ref": params.get("payment_intent") if operation == "refund" else False,
         }
-        self._crm_write_apart(lambda model: model.create(values).id)
+        return self._crm_write_apart(lambda model: model.create(values).id)
 
     @api.model
-    def _crm_refused(self, idempotency_key, error):
-        """Settle, committed at once, a request Stripe refused: it created nothing."""
+    def _crm_refused(self, request_id, error):
+        """Settle, committed at once, a request Stripe refused: it created nothing.
+
+        :param int request_id: the id :meth:`_crm_record` returned
+        """
         self._crm_write_apart(
-            lambda model: model.search(
-                [("idempotency_key", "=", idempotency_key), ("state", "=", "sent")]
-            ).write({"state": "done", "result": _("Refused by Stripe (%(kind)s).", kind=error.kind)})
+            lambda model: model.browse(request_id).write(
+                {"state": "done", "result": _("Refused by Stripe (%(kind)s).", kind=error.kind)}
+            )
         )
 
     # === FINDING === #
@@ -359,8 +365,8 @@ class CrmStripeRequest(models.Model):
             try:
                 with self.env.cr.savepoint():
                     request._crm_resolve(now)
-            except UserError as error:
-                _logger.warning("could not settle stripe request %s: %s", request.reference, error)
+            except Exception:  # noqa: BLE001 - one request must not hold up the others
+                _logger.exception("could not settle stripe request %s", request.reference)
         if len(requests) == limit:
             self.env.ref("crm_payment_integration.ir_cron_crm_stripe_request_resolve")._trigger()
         return True

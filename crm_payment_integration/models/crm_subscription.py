@@ -270,12 +270,28 @@ class CrmSubscription(models.Model):
     def action_cancel_at_period_end(self, reason=None):
         """Cancel at the end of the period already invoiced: it ends then, without renewal."""
         for subscription in self.filtered(lambda s: s.state in ("trial", "active", "past_due", "paused")):
-            last_day = (subscription.next_invoice_date or subscription._crm_today()) - relativedelta(days=1)
+            last_day = subscription._crm_period_end()
             subscription.write({"end_date": last_day, "end_by_cancellation": True})
             subscription.message_post(
                 body=_("Ends on %(date)s: %(reason)s", date=last_day, reason=reason or _("no reason given"))
             )
         return True
+
+    def _crm_period_end(self):
+        """Return the last day of the period already invoiced (the day before the next invoice):
+        where a cancellation at period end stops the subscription."""
+        self.ensure_one()
+        return (self.next_invoice_date or self._crm_today()) - relativedelta(days=1)
+
+    def _crm_next_charge_date(self):
+        """Return the day the subscription is next charged, or ``None`` when nothing is
+        scheduled: paused, past due (only its unpaid invoices are charged again), cancelled,
+        expired, or ending before its next period."""
+        self.ensure_one()
+        day = self.next_invoice_date
+        if self.state not in ("trial", "active") or not day or (self.end_date and day > self.end_date):
+            return None
+        return day
 
     def action_reactivate(self):
         """Undo a cancellation: one planned for the end of the period is dropped; a cancelled

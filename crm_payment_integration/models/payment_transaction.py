@@ -497,7 +497,7 @@ class PaymentTransaction(models.Model):
             if not earlier._crm_is_recent():
                 earlier._crm_close(_("Stripe never received it: nothing was created."))
         self._crm_write_request(operation, idempotency_key, params)
-        Request._crm_record(self, operation, params, idempotency_key)
+        request_id = Request._crm_record(self, operation, params, idempotency_key)
         gateway = provider_sudo._crm_stripe_gateway()
         try:
             return getattr(gateway, method_name)(params, idempotency_key)
@@ -505,7 +505,7 @@ class PaymentTransaction(models.Model):
             if error.answer_unknown:
                 self._crm_set_answer_unknown(error)
             elif error.kind != "card_declined":  # a declined charge leaves its PaymentIntent
-                Request._crm_refused(idempotency_key, error)
+                Request._crm_refused(request_id, error)
             raise
 
     def _crm_write_request(self, operation, idempotency_key, params):
@@ -741,14 +741,7 @@ class PaymentTransaction(models.Model):
         self.ensure_one()
         if self.state != "done" or self.operation == "refund" or not self.provider_reference:
             raise UserError(_("Only a paid Stripe payment can be refunded (%s).", self.reference))
-        utils.lock_nowait(
-            self,
-            _(
-                "A refund of %(reference)s is already being made (a second click, another user): "
-                "wait a moment, then look at its refunds.",
-                reference=self.reference,
-            ),
-        )
+        self._crm_lock_for_refund()
         self._crm_ensure_post_processed()
         currency = self.currency_id
         refundable = self._crm_refundable_amount()
@@ -1265,6 +1258,20 @@ class PaymentTransaction(models.Model):
         self.ensure_one()
         self.check_access("write")
         return self.env["crm.payment.refund.wizard"]._crm_open_for(transaction=self)
+
+    def _crm_lock_for_refund(self):
+        """Hold this payment for one refund at a time, or refuse at once.
+
+        :raise UserError: when another transaction (a second click, another user) refunds it
+        """
+        utils.lock_nowait(
+            self,
+            _(
+                "A refund of %(reference)s is already being made (a second click, another user): "
+                "wait a moment, then look at its refunds.",
+                reference=self.reference,
+            ),
+        )
 
     def _crm_notification_for_result(self, earlier=False):
         """Tell the user who charged what happened: paid, declined or waiting for the customer.

@@ -56,7 +56,7 @@ class TestBillingRunRolledBackAfterCharge(HardeningCommon):
             kept.extend(dict(r.read(fields_kept)[0], provider_id=r.provider_id.id) for r in requests)
             raise WorkerKilled("worker killed after Stripe charged")
 
-        with self._http(http), self.assertRaises(WorkerKilled):
+        with self._crm_http(http), self.assertRaises(WorkerKilled):
             with self.env.cr.savepoint(), patch.object(Subscription, "_charge_invoice", charge_then_die):
                 self.env["crm.subscription"]._cron_bill(now=PERIOD)
         self.env.invalidate_all()
@@ -74,7 +74,7 @@ class TestBillingRunRolledBackAfterCharge(HardeningCommon):
         reference = self._bill_then_roll_back(subscription, http)
         self.assertEqual(reference, f"{subscription.name}-{PERIOD}")
         # The cron settles the request: the charge is restored, paying no invoice (gone).
-        with self._http(http):
+        with self._crm_http(http):
             self.Request._cron_resolve(now=fields.Datetime.now() + timedelta(minutes=5))
         restored = self.env["payment.transaction"].search([("reference", "=", reference)])
         self.assertEqual(
@@ -82,7 +82,7 @@ class TestBillingRunRolledBackAfterCharge(HardeningCommon):
         )
         self.assertTrue(restored.payment_id)  # the customer's credit meanwhile
         # The next run invoices the period again and does not charge it a second time.
-        with self._http(http):
+        with self._crm_http(http):
             self.assertEqual(self.env["crm.subscription"]._cron_bill(now=PERIOD), 1)
         invoice = subscription.invoice_ids
         self.assertEqual(len(invoice), 1)
@@ -111,7 +111,7 @@ class TestBillingRunRolledBackAfterCharge(HardeningCommon):
         self.assertEqual(restored.state, "done")
         self.assertEqual(restored.invoice_ids, invoice)
         self.assertTrue(self._crm_reconciled(invoice))
-        with self._http(http):
+        with self._crm_http(http):
             subscription._charge_invoice(invoice)  # what the run would do: nothing
         self.assertEqual(len(self._new_intents()), 1)
         self.assertEqual(invoice.transaction_ids, restored)
@@ -135,13 +135,13 @@ class TestPayLinkWhileChargeUnanswered(HardeningCommon):
         self._crm_save_card()
         invoice = self._crm_invoice(100.0)
         http = LostAnswers(lose={"/v1/payment_intents"})
-        with self._http(http):
+        with self._crm_http(http):
             self._charge(invoice)
         tx = invoice.transaction_ids
         self.assertEqual((tx.state, tx.crm_answer_unknown), ("draft", True))
         self.assertEqual(invoice.payment_state, "not_paid")
         http.lose.clear()
-        with self._http(http):
+        with self._crm_http(http):
             response = self._open_pay_link(invoice)
         self.assertEqual(response.status_code, 303)
         self.assertNotIn("checkout", response.headers["Location"])
@@ -158,11 +158,11 @@ class TestPayLinkWhileChargeUnanswered(HardeningCommon):
         self._crm_save_card()
         invoice = self._crm_invoice(70.0)
         http = Unreachable(lose={"/v1/payment_intents"})
-        with self._http(http):
+        with self._crm_http(http):
             self._charge(invoice)
         tx = invoice.transaction_ids
         self.assertTrue(tx.crm_answer_unknown)
-        with self._http(http):
+        with self._crm_http(http):
             response = self._open_pay_link(invoice)
         self.assertEqual(response.status_code, 200)
         self.assertIn("being processed", response.text)
@@ -171,7 +171,7 @@ class TestPayLinkWhileChargeUnanswered(HardeningCommon):
         tx.invalidate_recordset()
         tx.write({"crm_answer_unknown": False})
         self.Request.search([("reference", "=", tx.reference)]).write({"state": "done"})
-        with self._http(http), self.assertRaisesRegex(UserError, "is in progress"):
+        with self._crm_http(http), self.assertRaisesRegex(UserError, "is in progress"):
             invoice.with_user(self.accountant).action_crm_send_payment_link()
         self.assertFalse(self._checkout_calls(http))
         self.assertFalse(invoice.crm_payment_url)

@@ -93,6 +93,7 @@ class CrmPaymentRefundWizard(models.TransientModel):
             if self.transaction_id not in self.invoice_id.sudo().transaction_ids:
                 raise UserError(_("This payment is not one of %s.", self.invoice_id.display_name))
         source_sudo = self.transaction_id.sudo()
+        source_sudo._crm_lock_for_refund()  # before settling: two clicks settle nothing twice
         # A refund of this payment whose answer from Stripe was lost is settled first.
         found = (
             self.env["crm.stripe.request"]

@@ -1,5 +1,3 @@
-from dateutil.relativedelta import relativedelta
-
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import format_date
@@ -23,11 +21,8 @@ class CrmSubscriptionCancelWizard(models.TransientModel):
 
     @api.depends("subscription_id")
     def _compute_end_date(self):
-        # As `action_cancel_at_period_end` sets it: the day before the next invoice.
         for wizard in self:
-            subscription = wizard.subscription_id
-            next_date = subscription.next_invoice_date or subscription._crm_today()
-            wizard.end_date = subscription and next_date - relativedelta(days=1)
+            wizard.end_date = wizard.subscription_id and wizard.subscription_id._crm_period_end()
 
     def action_confirm(self):
         """Plan the end of the subscription and say when it ends.
