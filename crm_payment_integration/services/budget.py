@@ -19,7 +19,6 @@ database.
 """
 
 import math
-import os
 import resource
 import threading
 import time
@@ -39,10 +38,6 @@ SLOW_START = 8
 
 # One budget per unit of work of a cron job: the iterations Odoo runs at once share it.
 _unit_budgets = weakref.WeakKeyDictionary()
-# When this process first measured a budget in its current unit of work (a prefork worker sets
-# a new RLIMIT_CPU before each one): the long jobs of one wake-up share its wall time, which the
-# CPU time they used does not tell when they mostly wait for Stripe or the database.
-_unit_wall_start = {}
 
 
 def _limit(value):
@@ -170,12 +165,6 @@ class TimeBudget:
                 wall_spent = max(wall_spent, now - thread.start_time)
             elif prefork:
                 wall_limit -= CRON_SLEEP if cron else HTTP_SLEEP
-                soft = resource.getrlimit(resource.RLIMIT_CPU)[0] if rlimit_cpu is None else rlimit_cpu
-                key = (os.getpid(), soft)
-                if key not in _unit_wall_start:
-                    _unit_wall_start.clear()  # a new unit of work: the older ones are over
-                    _unit_wall_start[key] = now
-                wall_spent = max(wall_spent, now - _unit_wall_start[key])
         budget = cls.from_limits(
             cpu_limit, wall_limit, cpu_spent=cpu_spent, wall_spent=wall_spent, share=share, **kwargs
         )

@@ -104,28 +104,10 @@ class TestTimeBudget(unittest.TestCase):
         budget = TimeBudget.for_worker(
             dict(LIMITS, limit_time_real_cron=600),
             thread=fake_thread("Worker WorkerCron (4242) workthread"),
-            rlimit_cpu=int(200 + 60),  # the next unit of work
-            cpu_clock=FakeClock(200),
+            rlimit_cpu=int(100 + 60),
+            cpu_clock=FakeClock(100),
         )
         self.assertEqual((budget.cpu_seconds, budget.wall_seconds), (30, 0.5 * (600 - CRON_SLEEP)))
-
-    def test_jobs_of_one_wake_up_share_its_wall_time(self):
-        """A prefork cron worker runs every ready job in one unit of work under one watchdog
-        ping: a job measured after another that spent 20 s waiting for Stripe (little CPU) gets
-        what is left of the wall time, and the next unit of work (a new RLIMIT_CPU) all of it."""
-        thread = fake_thread("Worker WorkerCron (4242) workthread")
-        first = TimeBudget.for_worker(
-            LIMITS, thread=thread, rlimit_cpu=160, cpu_clock=FakeClock(100), now=5000.0
-        )
-        self.assertEqual(first.wall_seconds, 0.5 * (120 - CRON_SLEEP))
-        second = TimeBudget.for_worker(
-            LIMITS, thread=thread, rlimit_cpu=160, cpu_clock=FakeClock(101), now=5020.0
-        )
-        self.assertEqual(second.wall_seconds, 0.5 * (120 - CRON_SLEEP) - 20)
-        next_unit = TimeBudget.for_worker(
-            LIMITS, thread=thread, rlimit_cpu=230, cpu_clock=FakeClock(170), now=5100.0
-        )
-        self.assertEqual(next_unit.wall_seconds, 0.5 * (120 - CRON_SLEEP))
 
     def test_threaded_cron_thread(self):
         """A threaded server measures from the start of the cron thread's poll: exact."""
