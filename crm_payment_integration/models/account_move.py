@@ -820,10 +820,6 @@ class AccountMove(models.Model):
         if self not in tx.invoice_ids:
             tx.invoice_ids = [(4, self.id)]
             if tx.payment_id.state in ("in_process", "paid"):
-                account = tx.payment_id.destination_account_id
-                lines = (tx.payment_id.move_id.line_ids + self.line_ids).filtered(
-                    lambda line: line.account_id == account and not line.reconciled
-                )
-                lines.reconcile()
+                tx._crm_reconcile_with(self)
                 return _("Payment %s reconciled with the invoice.", tx.reference)
         return tx._crm_apply_payment_intent(intent)

@@ -142,11 +142,7 @@ class CrmSubscription(models.Model):
     def _crm_token_is_own(self, token):
         """Whether a saved method is the subscription's customer's, in its company's account."""
         self.ensure_one()
-        token = token.sudo()
-        return (
-            token.partner_id.commercial_partner_id == self.partner_id.commercial_partner_id
-            and token.provider_id.company_id == self.company_id
-        )
+        return token._crm_is_owned_by(self.partner_id, self.company_id)
 
     @api.depends("line_ids.price_subtotal")
     def _compute_amounts(self):
@@ -469,13 +465,14 @@ class CrmSubscription(models.Model):
         :return: how many subscriptions were billed or retried
         """
         now = now or fields.Datetime.now()  # one instant for the whole run
+        due_domains = self._crm_billing_domains(now)  # each company's day, once per run
         auto_commit = not getattr(threading.current_thread(), "testing", False)
         budget = budget or TimeBudget.for_run(self.env, config)
         billed = done = 0
         skipped = []
         drained = False
         while budget.allows_batch():
-            due = self._crm_due_for_billing(now, skipped, limit=budget.batch_size(batch_size))
+            due = self._crm_due_for_billing(due_domains, skipped, limit=budget.batch_size(batch_size))
             if not due:
                 drained = True
                 break
@@ -486,17 +483,18 @@ class CrmSubscription(models.Model):
                     # What the batch loaded is not needed again: memory stays flat over a long run.
                     self.env.invalidate_all()
             done += len(due)
-        remaining = 0 if drained else self._crm_due_for_billing(now, skipped, count=True)
+        remaining = 0 if drained else self._crm_due_for_billing(due_domains, skipped, count=True)
         cron = self.env.ref("crm_payment_integration.ir_cron_crm_subscription_bill")
         report_cron_progress(cron, done, remaining)
         return billed
 
     @api.model
-    def _crm_due_for_billing(self, now, skipped, limit=None, count=False):
-        """Return the subscriptions to bill at ``now`` (due periods first, then dunning
-        retries), each company's day being its own; their number with ``count``."""
-        base_domain = [("managed_by", "=", "odoo"), ("id", "not in", skipped)]
-        domains = (
+    @api.model
+    def _crm_billing_domains(self, now):
+        """Return the domains of what is due at ``now``, each company's day being its own, with
+        their order: due periods first, then dunning retries."""
+        base_domain = [("managed_by", "=", "odoo")]
+        return (
             (
                 base_domain
                 + [("state", "in", ("trial", "active"))]
@@ -508,6 +506,12 @@ class CrmSubscription(models.Model):
                 "dunning_next_date, id",
             ),
         )
+
+    @api.model
+    def _crm_due_for_billing(self, due_domains, skipped, limit=None, count=False):
+        """Return the subscriptions of ``due_domains`` (:meth:`_crm_billing_domains`) to bill,
+        but ``skipped``; their number with ``count``."""
+        domains = [(domain + [("id", "not in", skipped)], order) for domain, order in due_domains]
         if count:
             return sum(self.search_count(domain) for domain, __ in domains)
         for domain, order in domains:
@@ -754,10 +758,7 @@ class CrmSubscription(models.Model):
         payment = tx.payment_id
         if payment:
             payment.invoice_ids |= invoice
-        if payment.move_id:  # a payment without entry is matched by its invoices alone
-            (payment.move_id.line_ids + invoice.line_ids).filtered(
-                lambda line: line.account_id == payment.destination_account_id and not line.reconciled
-            ).reconcile()
+        tx._crm_reconcile_with(invoice)
         invoice.sudo().message_post(
             body=_(
                 "Paid by %(reference)s, the charge of this period made by a billing run that was "

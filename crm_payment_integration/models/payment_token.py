@@ -44,7 +44,7 @@ class PaymentToken(models.Model):
         payer = partner.commercial_partner_id
         for token in self.sudo():
             owner = token.partner_id.commercial_partner_id
-            if owner != payer or (company and token.provider_id.company_id != company):
+            if not token._crm_is_owned_by(partner, company):
                 raise ValidationError(
                     _(
                         "%(card)s belongs to %(owner)s, not to %(customer)s: charge a payment "
@@ -55,6 +55,15 @@ class PaymentToken(models.Model):
                         company=(company or token.provider_id.company_id).name,
                     )
                 )
+
+    def _crm_is_owned_by(self, partner, company=None):
+        """Whether this saved method is ``partner``'s (their commercial partner's), in
+        ``company``'s Stripe account when one is given."""
+        self.ensure_one()
+        token = self.sudo()
+        return token.partner_id.commercial_partner_id == partner.commercial_partner_id and (
+            not company or token.provider_id.company_id == company
+        )
 
     def _crm_archive(self):
         """Archive tokens whose payment method Stripe no longer offers (never delete them:

@@ -1259,6 +1259,15 @@ class PaymentTransaction(models.Model):
         self.check_access("write")
         return self.env["crm.payment.refund.wizard"]._crm_open_for(transaction=self)
 
+    def _crm_reconcile_with(self, invoice):
+        """Reconcile this transaction's payment with ``invoice`` (their open lines of the
+        payment's receivable account); a payment without entry is matched by its invoices."""
+        payment = self.payment_id
+        if payment.move_id:
+            (payment.move_id.line_ids + invoice.line_ids).filtered(
+                lambda line: line.account_id == payment.destination_account_id and not line.reconciled
+            ).reconcile()
+
     def _crm_lock_for_refund(self):
         """Hold this payment for one refund at a time, or refuse at once.
 
