@@ -47,6 +47,15 @@ free_port() {
     "$PYTHON" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
 }
 
+project_addons() {  # the repository's add-ons, comma-separated, the main one first (bridges follow)
+    local names=(crm_payment_integration) dir
+    for dir in "$ROOT"/*/; do
+        dir="$(basename "$dir")"
+        [ -f "$ROOT/$dir/__manifest__.py" ] && [ "$dir" != crm_payment_integration ] && names+=("$dir")
+    done
+    (IFS=,; echo "${names[*]}")
+}
+
 odoo_addons_path() {
     "$PYTHON" -c "import os, odoo.addons as a; print(','.join(['$ROOT'] + [p for p in a.__path__ if os.path.isdir(p)]))"
 }

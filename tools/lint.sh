@@ -19,6 +19,7 @@ echo "== ruff check"
 echo "== ruff format --check"
 "$PYTHON" -m ruff format --check . || status=1
 echo "== pylint-odoo"
-"$PYTHON" -m pylint --rcfile=.pylintrc crm_payment_integration || status=1
+mapfile -t ADDONS < <(for d in */; do [ -f "$d/__manifest__.py" ] && echo "${d%/}"; done)
+"$PYTHON" -m pylint --rcfile=.pylintrc "${ADDONS[@]}" || status=1
 [ $status -eq 0 ] && echo "lint: no finding" || echo "error: lint findings above" >&2
 exit $status

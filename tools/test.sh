@@ -35,17 +35,23 @@ cleanup() {
 trap cleanup EXIT
 write_odoo_config "$CONFIG" "$DB" "$WORK/data"
 
-echo "== installing crm_payment_integration in database $DB"
-"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
+# Every add-on of the repository (the main one and its bridges) is installed and tested.
+ADDONS="$(project_addons)"
+echo "== installing $ADDONS in database $DB"
+"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i "$ADDONS" --stop-after-init \
     --log-level=warn --logfile="$WORK/install.log" \
-    || { tail -50 "$WORK/install.log"; die "installation of crm_payment_integration failed"; }
+    || { tail -50 "$WORK/install.log"; die "installation of $ADDONS failed"; }
 if grep -E " (ERROR|CRITICAL) " "$WORK/install.log"; then
-    die "installation of crm_payment_integration logged errors"
+    die "installation of $ADDONS logged errors"
 fi
 
 cd "$ROOT"
 # pytest.ini (repository root) adds its own options to these.
-PYTEST=("$PYTHON" -m pytest "$ROOT/crm_payment_integration/tests"
+TEST_DIRS=()
+for addon in ${ADDONS//,/ }; do
+    [ -d "$ROOT/$addon/tests" ] && TEST_DIRS+=("$ROOT/$addon/tests")
+done
+PYTEST=("$PYTHON" -m pytest "${TEST_DIRS[@]}"
     --odoo-config="$CONFIG" --odoo-database="$DB" --odoo-log-level=warn -p no:cacheprovider)
 
 # Starting pytest (pytest-odoo reading Odoo's configuration, every test module imported) must
