@@ -34,7 +34,8 @@ write_odoo_config "$CONFIG" "$DB" "$DATA"
 echo "== loading demo data"
 LOCALSTRIPE_URL="http://127.0.0.1:$LOCALSTRIPE_PORT" ODOO_URL="http://127.0.0.1:$ODOO_PORT" \
     "$PYTHON" "$ROOT/tools/odoo_bin.py" shell -c "$CONFIG" -d "$DB" --no-http --log-level=warn \
-    < "$ROOT/tools/demo_setup.py" > "$DATA/demo-setup.log" 2>&1 || true
+    < <(cat "$ROOT/tools/demo_setup.py" "$ROOT"/tools/demo_parts/*.py 2>/dev/null) \
+    > "$DATA/demo-setup.log" 2>&1 || true
 grep "^demo:" "$DATA/demo-setup.log" || { tail -30 "$DATA/demo-setup.log"; die "loading the demo data failed"; }
 
 echo
