@@ -29,6 +29,11 @@
         "views/crm_subscription_views.xml",
         "views/crm_subscription_portal_templates.xml",
         "views/crm_payment_menus.xml",
+        "security/crm_payment_insight_security.xml",
+        "data/ir_cron_insight_data.xml",
+        "report/crm_payment_analysis_views.xml",
+        "report/crm_revenue_analysis_views.xml",
+        "views/res_partner_insight_views.xml",
     ],
     "assets": {
         "web.assets_tests": [

@@ -12,3 +12,8 @@ from . import res_config_settings
 from . import crm_subscription
 from . import crm_subscription_template
 from . import crm_subscription_stripe
+from . import payment_transaction_insight
+from . import payment_token_insight
+from . import res_partner_insight
+from . import crm_lead_insight
+from . import res_company_insight

@@ -1,0 +1,2 @@
+from . import crm_payment_analysis
+from . import crm_revenue_analysis
