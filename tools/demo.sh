@@ -28,7 +28,7 @@ trap 'kill $LOCALSTRIPE_PID 2>/dev/null || true' EXIT
 echo "== (re)creating database $DB"
 drop_db "$DB"
 write_odoo_config "$CONFIG" "$DB" "$DATA"
-"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i "$(project_addons)" --stop-after-init \
+"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i "$(project_addons),$EXTRA_ADDONS" --stop-after-init \
     --logfile="$DATA/demo-install.log" || { tail -30 "$DATA/demo-install.log"; die "installation failed"; }
 
 echo "== loading demo data"

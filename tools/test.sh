@@ -38,7 +38,7 @@ write_odoo_config "$CONFIG" "$DB" "$WORK/data"
 # Every add-on of the repository (the main one and its bridges) is installed and tested.
 ADDONS="$(project_addons)"
 echo "== installing $ADDONS in database $DB"
-"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i "$ADDONS" --stop-after-init \
+"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i "$ADDONS,$EXTRA_ADDONS" --stop-after-init \
     --log-level=warn --logfile="$WORK/install.log" \
     || { tail -50 "$WORK/install.log"; die "installation of $ADDONS failed"; }
 if grep -E " (ERROR|CRITICAL) " "$WORK/install.log"; then

@@ -72,8 +72,9 @@ class PaymentTransaction(models.Model):
             customer = tx.partner_id.commercial_partner_id
             tx.crm_opportunity_id = lead
             tx.crm_user_id = lead.user_id or invoice.invoice_user_id or customer.user_id
-            invoice_team = invoice.team_id if "team_id" in invoice._fields else invoice.browse()
-            customer_team = customer.team_id if "team_id" in customer._fields else invoice_team
+            no_team = self.env["crm.team"]
+            invoice_team = invoice.team_id if "team_id" in invoice._fields else no_team
+            customer_team = customer.team_id if "team_id" in customer._fields else no_team
             tx.crm_team_id = lead.team_id or invoice_team or customer_team
 
     # === STRIPE'S METHOD DETAILS === #

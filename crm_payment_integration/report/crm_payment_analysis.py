@@ -22,6 +22,21 @@ class CrmPaymentAnalysis(models.Model):
     _auto = False
     _rec_name = "reference"
     _order = "date desc, id desc"
+    # What the view reads, flushed before each query on it.
+    _depends = {
+        "payment.transaction": [
+            "reference", "last_state_change", "create_date", "company_id", "provider_id", "partner_id",
+            "crm_user_id", "crm_team_id", "crm_opportunity_id", "crm_method_type", "crm_card_brand",
+            "crm_card_country_id", "source_transaction_id", "payment_method_id", "token_id", "currency_id",
+            "state", "operation", "crm_decline_reason", "state_message", "amount",
+        ],
+        "payment.token": ["payment_method_id", "crm_card_country_id"],
+        "payment.method": ["code", "primary_payment_method_id"],
+        "payment.provider": ["code"],
+        "res.partner": ["commercial_partner_id", "country_id"],
+        "res.company": ["currency_id"],
+        "res.currency.rate": ["rate", "name", "company_id", "currency_id"],
+    }
 
     transaction_id = fields.Many2one("payment.transaction", string="Transaction", readonly=True)
     reference = fields.Char(readonly=True)

@@ -18,6 +18,21 @@ class CrmRevenueAnalysis(models.Model):
     _description = "Revenue Analysis"
     _auto = False
     _order = "date desc, id desc"
+    # What the view reads, flushed before each query on it.
+    _depends = {
+        "account.move": [
+            "state", "move_type", "commercial_partner_id", "invoice_user_id", "crm_lead_id",
+            "amount_total_signed", "amount_residual_signed", "invoice_date_due",
+        ],
+        "account.move.line": [
+            "move_id", "date", "company_id", "company_currency_id", "product_id", "quantity", "balance",
+            "display_type",
+        ],
+        "res.partner": ["country_id", "state_id", "crm_rfm_segment"],
+        "product.product": ["product_tmpl_id"],
+        "product.template": ["categ_id"],
+        "crm.lead": ["user_id", "team_id", "source_id", "medium_id", "campaign_id"],
+    }
 
     date = fields.Date(string="Invoice Date", readonly=True)
     move_id = fields.Many2one("account.move", string="Invoice", readonly=True)
