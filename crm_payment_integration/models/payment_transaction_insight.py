@@ -6,7 +6,7 @@ from odoo import api, fields, models
 
 
 class PaymentTransaction(models.Model):
-    _inherit = "payment.transaction"
+    _inherit = "payment.transaction"  # pylint: disable=consider-merging-classes-inherited
 
     crm_method_type = fields.Char(
         string="Method Type",
@@ -104,7 +104,9 @@ class PaymentTransaction(models.Model):
         """
         charge = intent.get("latest_charge")
         if not isinstance(charge, dict):
-            charges = (intent.get("charges") or {}).get("data") if isinstance(intent.get("charges"), dict) else None
+            charges = (
+                (intent.get("charges") or {}).get("data") if isinstance(intent.get("charges"), dict) else None
+            )
             charge = charges[0] if charges else None
         details = (charge or {}).get("payment_method_details")
         if not isinstance(details, dict) or not details.get("type"):

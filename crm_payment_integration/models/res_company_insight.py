@@ -2,7 +2,7 @@ from odoo import fields, models
 
 
 class ResCompany(models.Model):
-    _inherit = "res.company"
+    _inherit = "res.company"  # pylint: disable=consider-merging-classes-inherited
 
     crm_rfm_cuts = fields.Json(
         string="RFM Quintile Cut Points",
@@ -12,6 +12,4 @@ class ResCompany(models.Model):
         "({'r': [...], 'f': [...], 'm': [...]}, recency as minus days), used to score a customer "
         "who pays in between.",
     )
-    crm_customer_value_date = fields.Date(
-        string="Customer Figures Computed On", readonly=True, copy=False
-    )
+    crm_customer_value_date = fields.Date(string="Customer Figures Computed On", readonly=True, copy=False)

@@ -9,6 +9,7 @@ payment provider, in the company's currency at the rate of the transaction's dat
 """
 
 import threading
+
 from dateutil.relativedelta import relativedelta
 
 from odoo import api, fields, models, tools
@@ -68,13 +69,11 @@ def _segment_sql():
 def _score_sql(value, cuts):
     """1 + the number of quintile cut points strictly below ``value`` (equal values, equal
     scores)."""
-    return SQL(
-        "(1 + (SELECT count(*) FROM unnest(%s::numeric[]) cut WHERE %s > cut))::int", cuts, value
-    )
+    return SQL("(1 + (SELECT count(*) FROM unnest(%s::numeric[]) cut WHERE %s > cut))::int", cuts, value)
 
 
 class ResPartner(models.Model):
-    _inherit = "res.partner"
+    _inherit = "res.partner"  # pylint: disable=consider-merging-classes-inherited
 
     crm_lifetime_value = fields.Float(
         string="Lifetime Value",
@@ -102,10 +101,18 @@ class ResPartner(models.Model):
         help="Confirmed payments divided by the years since the first one (at least one year).",
     )
     crm_value_payment_count = fields.Integer(
-        string="Confirmed Payments", company_dependent=True, readonly=True, copy=False, help="Confirmed payments, all time."
+        string="Confirmed Payments",
+        company_dependent=True,
+        readonly=True,
+        copy=False,
+        help="Confirmed payments, all time.",
     )
-    crm_first_payment_date = fields.Date(string="First Confirmed Payment", company_dependent=True, readonly=True, copy=False)
-    crm_last_payment_date = fields.Date(string="Last Confirmed Payment", company_dependent=True, readonly=True, copy=False)
+    crm_first_payment_date = fields.Date(
+        string="First Confirmed Payment", company_dependent=True, readonly=True, copy=False
+    )
+    crm_last_payment_date = fields.Date(
+        string="Last Confirmed Payment", company_dependent=True, readonly=True, copy=False
+    )
     crm_days_since_payment = fields.Integer(
         string="Days Since Last Payment",
         company_dependent=True,
@@ -114,7 +121,11 @@ class ResPartner(models.Model):
         help="As of the last recompute (nightly, and on each payment of the customer).",
     )
     crm_rfm_recency = fields.Integer(
-        string="Recency (R)", company_dependent=True, readonly=True, copy=False, help="1-5; 5 = paid most recently."
+        string="Recency (R)",
+        company_dependent=True,
+        readonly=True,
+        copy=False,
+        help="1-5; 5 = paid most recently.",
     )
     crm_rfm_frequency = fields.Integer(
         string="Frequency (F)",
@@ -131,7 +142,11 @@ class ResPartner(models.Model):
         help="1-5, quintile of the net amount collected in the last 24 months.",
     )
     crm_rfm_score = fields.Char(
-        string="RFM Score", company_dependent=True, readonly=True, copy=False, help="R, F and M digits, e.g. 545."
+        string="RFM Score",
+        company_dependent=True,
+        readonly=True,
+        copy=False,
+        help="R, F and M digits, e.g. 545.",
     )
     crm_rfm_segment = fields.Selection(
         RFM_SEGMENTS,
@@ -207,8 +222,11 @@ class ResPartner(models.Model):
             )
         )
         r_cuts, f_cuts, m_cuts = self.env.cr.fetchone()
-        cuts = {"r": [float(v) for v in r_cuts or []], "f": [float(v) for v in f_cuts or []],
-                "m": [float(v) for v in m_cuts or []]}
+        cuts = {
+            "r": [float(v) for v in r_cuts or []],
+            "f": [float(v) for v in f_cuts or []],
+            "m": [float(v) for v in m_cuts or []],
+        }
         company.sudo().crm_rfm_cuts = cuts
         return cuts
 
@@ -261,7 +279,8 @@ class ResPartner(models.Model):
 
         def put(column, value):
             return SQL(
-                "%(column)s = COALESCE(p.%(column)s, '{}'::jsonb) || jsonb_build_object(%(key)s::text, %(value)s)",
+                "%(column)s = COALESCE(p.%(column)s, '{}'::jsonb)"
+                " || jsonb_build_object(%(key)s::text, %(value)s)",
                 column=SQL.identifier(column),
                 key=key,
                 value=value,
@@ -272,12 +291,17 @@ class ResPartner(models.Model):
                 put("crm_lifetime_value", SQL("v.ltv")),
                 put(
                     "crm_average_transaction",
-                    SQL("CASE WHEN v.n > 0 THEN ROUND(v.collected / v.n / %s) * %s ELSE 0 END", rounding, rounding),
+                    SQL(
+                        "CASE WHEN v.n > 0 THEN ROUND(v.collected / v.n / %s) * %s ELSE 0 END",
+                        rounding,
+                        rounding,
+                    ),
                 ),
                 put(
                     "crm_purchase_frequency",
                     SQL(
-                        "CASE WHEN v.n > 0 THEN ROUND(v.n / GREATEST(1.0, (%s::date - v.first_day) / 365.25), 2) "
+                        "CASE WHEN v.n > 0 "
+                        "THEN ROUND(v.n / GREATEST(1.0, (%s::date - v.first_day) / 365.25), 2) "
                         "ELSE 0 END",
                         today,
                     ),
@@ -331,4 +355,3 @@ class ResPartner(models.Model):
         if cron:
             report_cron_progress(cron, done, len(companies) - done)
         return done
-

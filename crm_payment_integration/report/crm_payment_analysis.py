@@ -25,10 +25,27 @@ class CrmPaymentAnalysis(models.Model):
     # What the view reads, flushed before each query on it.
     _depends = {
         "payment.transaction": [
-            "reference", "last_state_change", "create_date", "company_id", "provider_id", "partner_id",
-            "crm_user_id", "crm_team_id", "crm_opportunity_id", "crm_method_type", "crm_card_brand",
-            "crm_card_country_id", "source_transaction_id", "payment_method_id", "token_id", "currency_id",
-            "state", "operation", "crm_decline_reason", "state_message", "amount",
+            "reference",
+            "last_state_change",
+            "create_date",
+            "company_id",
+            "provider_id",
+            "partner_id",
+            "crm_user_id",
+            "crm_team_id",
+            "crm_opportunity_id",
+            "crm_method_type",
+            "crm_card_brand",
+            "crm_card_country_id",
+            "source_transaction_id",
+            "payment_method_id",
+            "token_id",
+            "currency_id",
+            "state",
+            "operation",
+            "crm_decline_reason",
+            "state_message",
+            "amount",
         ],
         "payment.token": ["payment_method_id", "crm_card_country_id"],
         "payment.method": ["code", "primary_payment_method_id"],
@@ -38,12 +55,13 @@ class CrmPaymentAnalysis(models.Model):
         "res.currency.rate": ["rate", "name", "company_id", "currency_id"],
     }
 
-    transaction_id = fields.Many2one("payment.transaction", string="Transaction", readonly=True)
+    transaction_id = fields.Many2one("payment.transaction", readonly=True)
     reference = fields.Char(readonly=True)
     date = fields.Date(
-        readonly=True, help="Day of the transaction's last state change (its creation while it never changed)."
+        readonly=True,
+        help="Day of the transaction's last state change (its creation while it never changed).",
     )
-    company_id = fields.Many2one("res.company", string="Company", readonly=True)
+    company_id = fields.Many2one("res.company", readonly=True)
     provider_id = fields.Many2one("payment.provider", string="Gateway", readonly=True)
     provider_code = fields.Char(string="Gateway Code", readonly=True)
     partner_id = fields.Many2one("res.partner", string="Customer", readonly=True)
@@ -52,10 +70,10 @@ class CrmPaymentAnalysis(models.Model):
     team_id = fields.Many2one("crm.team", string="Sales Team", readonly=True)
     lead_id = fields.Many2one("crm.lead", string="Opportunity", readonly=True)
     method_type = fields.Char(string="Payment Method Type", readonly=True)
-    card_brand = fields.Char(string="Card Brand", readonly=True)
-    card_country_id = fields.Many2one("res.country", string="Card Country", readonly=True)
-    currency_id = fields.Many2one("res.currency", string="Currency", readonly=True)
-    company_currency_id = fields.Many2one("res.currency", string="Company Currency", readonly=True)
+    card_brand = fields.Char(readonly=True)
+    card_country_id = fields.Many2one("res.country", readonly=True)
+    currency_id = fields.Many2one("res.currency", readonly=True)
+    company_currency_id = fields.Many2one("res.currency", readonly=True)
     state = fields.Selection(
         [
             ("draft", "Draft"),
@@ -79,12 +97,19 @@ class CrmPaymentAnalysis(models.Model):
         readonly=True,
     )
     decline_reason = fields.Char(readonly=True)
-    amount = fields.Monetary(string="Amount (Transaction Currency)", currency_field="currency_id", readonly=True)
+    amount = fields.Monetary(
+        string="Amount (Transaction Currency)", currency_field="currency_id", readonly=True
+    )
     amount_company = fields.Monetary(
-        string="Amount", currency_field="company_currency_id", readonly=True, help="Signed: refunds are negative."
+        string="Amount",
+        currency_field="company_currency_id",
+        readonly=True,
+        help="Signed: refunds are negative.",
     )
     attempt_count = fields.Integer(
-        string="Attempts", readonly=True, help="Charges that got an answer: confirmed, authorized or declined."
+        string="Attempts",
+        readonly=True,
+        help="Charges that got an answer: confirmed, authorized or declined.",
     )
     success_count = fields.Integer(string="Successes", readonly=True, help="Charges confirmed or authorized.")
     failure_count = fields.Integer(string="Failures", readonly=True, help="Charges declined (state Error).")
@@ -109,7 +134,11 @@ class CrmPaymentAnalysis(models.Model):
         attempt = SQL("tx.operation NOT IN %s AND tx.state IN ('done', 'authorized', 'error')", NOT_ATTEMPTS)
         success = SQL("tx.operation NOT IN %s AND tx.state IN ('done', 'authorized')", NOT_ATTEMPTS)
         amount_company = to_company_currency_sql(
-            SQL("tx.amount"), SQL("tx.currency_id"), SQL("c"), SQL("cc"), SQL("COALESCE(tx.last_state_change, tx.create_date)::date")
+            SQL("tx.amount"),
+            SQL("tx.currency_id"),
+            SQL("c"),
+            SQL("cc"),
+            SQL("COALESCE(tx.last_state_change, tx.create_date)::date"),
         )
         return SQL(
             """
@@ -133,13 +162,15 @@ class CrmPaymentAnalysis(models.Model):
                     CASE WHEN pm.primary_payment_method_id IS NOT NULL THEN pm.code END,
                     CASE WHEN tpm.primary_payment_method_id IS NOT NULL THEN tpm.code END
                 ) AS card_brand,
-                COALESCE(tx.crm_card_country_id, src.crm_card_country_id, tok.crm_card_country_id) AS card_country_id,
+                COALESCE(tx.crm_card_country_id, src.crm_card_country_id, tok.crm_card_country_id)
+                    AS card_country_id,
                 tx.currency_id,
                 c.currency_id AS company_currency_id,
                 tx.state,
                 tx.operation,
-                COALESCE(tx.crm_decline_reason, CASE WHEN tx.state = 'error' THEN left(tx.state_message, 120) END)
-                    AS decline_reason,
+                COALESCE(
+                    tx.crm_decline_reason, CASE WHEN tx.state = 'error' THEN left(tx.state_message, 120) END
+                ) AS decline_reason,
                 tx.amount,
                 %(amount_company)s AS amount_company,
                 CASE WHEN %(attempt)s THEN 1 ELSE 0 END AS attempt_count,
@@ -184,4 +215,6 @@ class CrmPaymentAnalysis(models.Model):
                 ON payment_transaction (partner_id, company_id) INCLUDE (state, operation);
             """
         )
-        self.env.cr.execute(SQL("CREATE OR REPLACE VIEW %s AS (%s)", SQL.identifier(self._table), self._query()))
+        self.env.cr.execute(
+            SQL("CREATE OR REPLACE VIEW %s AS (%s)", SQL.identifier(self._table), self._query())
+        )

@@ -21,11 +21,23 @@ class CrmRevenueAnalysis(models.Model):
     # What the view reads, flushed before each query on it.
     _depends = {
         "account.move": [
-            "state", "move_type", "commercial_partner_id", "invoice_user_id", "crm_lead_id",
-            "amount_total_signed", "amount_residual_signed", "invoice_date_due",
+            "state",
+            "move_type",
+            "commercial_partner_id",
+            "invoice_user_id",
+            "crm_lead_id",
+            "amount_total_signed",
+            "amount_residual_signed",
+            "invoice_date_due",
         ],
         "account.move.line": [
-            "move_id", "date", "company_id", "company_currency_id", "product_id", "quantity", "balance",
+            "move_id",
+            "date",
+            "company_id",
+            "company_currency_id",
+            "product_id",
+            "quantity",
+            "balance",
             "display_type",
         ],
         "res.partner": ["country_id", "state_id", "crm_rfm_segment"],
@@ -39,22 +51,20 @@ class CrmRevenueAnalysis(models.Model):
     move_type = fields.Selection(
         [("out_invoice", "Customer Invoice"), ("out_refund", "Customer Credit Note")], readonly=True
     )
-    company_id = fields.Many2one("res.company", string="Company", readonly=True)
-    company_currency_id = fields.Many2one("res.currency", string="Company Currency", readonly=True)
+    company_id = fields.Many2one("res.company", readonly=True)
+    company_currency_id = fields.Many2one("res.currency", readonly=True)
     partner_id = fields.Many2one("res.partner", string="Customer", readonly=True)
     country_id = fields.Many2one("res.country", string="Customer Country", readonly=True)
     state_id = fields.Many2one("res.country.state", string="Customer State", readonly=True)
-    product_id = fields.Many2one("product.product", string="Product", readonly=True)
+    product_id = fields.Many2one("product.product", readonly=True)
     product_categ_id = fields.Many2one("product.category", string="Product Category", readonly=True)
     user_id = fields.Many2one("res.users", string="Salesperson", readonly=True)
     team_id = fields.Many2one("crm.team", string="Sales Team", readonly=True)
     lead_id = fields.Many2one("crm.lead", string="Opportunity", readonly=True)
-    source_id = fields.Many2one("utm.source", string="Source", readonly=True)
-    medium_id = fields.Many2one("utm.medium", string="Medium", readonly=True)
-    campaign_id = fields.Many2one("utm.campaign", string="Campaign", readonly=True)
-    customer_segment = fields.Selection(
-        RFM_SEGMENTS, string="Customer Segment", readonly=True, help="The customer's RFM segment today."
-    )
+    source_id = fields.Many2one("utm.source", readonly=True)
+    medium_id = fields.Many2one("utm.medium", readonly=True)
+    campaign_id = fields.Many2one("utm.campaign", readonly=True)
+    customer_segment = fields.Selection(RFM_SEGMENTS, readonly=True, help="The customer's RFM segment today.")
     quantity = fields.Float(readonly=True)
     revenue = fields.Monetary(
         string="Invoiced Revenue",
@@ -69,7 +79,10 @@ class CrmRevenueAnalysis(models.Model):
         help="Invoiced revenue × (1 − residual / total) of its invoice or credit note.",
     )
     revenue_open = fields.Monetary(
-        string="Open Revenue", currency_field="company_currency_id", readonly=True, help="Invoiced minus collected."
+        string="Open Revenue",
+        currency_field="company_currency_id",
+        readonly=True,
+        help="Invoiced minus collected.",
     )
     revenue_overdue = fields.Monetary(
         string="Overdue Revenue",
@@ -91,7 +104,9 @@ class CrmRevenueAnalysis(models.Model):
         teams = [SQL("l.team_id")]
         if "team_id" in move_column and tools.column_exists(self.env.cr, "account_move", "team_id"):
             teams.insert(0, SQL("m.team_id"))
-        if "team_id" in self.env["res.partner"]._fields and tools.column_exists(self.env.cr, "res_partner", "team_id"):
+        if "team_id" in self.env["res.partner"]._fields and tools.column_exists(
+            self.env.cr, "res_partner", "team_id"
+        ):
             teams.append(SQL("cp.team_id"))
         team = SQL("COALESCE(%s)", SQL(", ").join(teams))
         paid_share = SQL(
@@ -121,11 +136,10 @@ class CrmRevenueAnalysis(models.Model):
                 cp.crm_rfm_segment ->> aml.company_id::text AS customer_segment,
                 CASE WHEN m.move_type = 'out_refund' THEN -aml.quantity ELSE aml.quantity END AS quantity,
                 -aml.balance AS revenue,
-                ROUND(-aml.balance * %(paid_share)s / cur.rounding) * cur.rounding AS revenue_collected,
-                -aml.balance - ROUND(-aml.balance * %(paid_share)s / cur.rounding) * cur.rounding AS revenue_open,
-                CASE WHEN m.invoice_date_due < CURRENT_DATE
-                     THEN -aml.balance - ROUND(-aml.balance * %(paid_share)s / cur.rounding) * cur.rounding
-                     ELSE 0 END AS revenue_overdue
+                %(collected)s AS revenue_collected,
+                -aml.balance - %(collected)s AS revenue_open,
+                CASE WHEN m.invoice_date_due < CURRENT_DATE THEN -aml.balance - %(collected)s ELSE 0 END
+                    AS revenue_overdue
             FROM account_move_line aml
             JOIN account_move m ON m.id = aml.move_id
             LEFT JOIN res_currency cur ON cur.id = aml.company_currency_id
@@ -141,9 +155,11 @@ class CrmRevenueAnalysis(models.Model):
             source=utm["source_id"],
             medium=utm["medium_id"],
             campaign=utm["campaign_id"],
-            paid_share=paid_share,
+            collected=SQL("ROUND(-aml.balance * %s / cur.rounding) * cur.rounding", paid_share),
         )
 
     def init(self):
         tools.drop_view_if_exists(self.env.cr, self._table)
-        self.env.cr.execute(SQL("CREATE OR REPLACE VIEW %s AS (%s)", SQL.identifier(self._table), self._query()))
+        self.env.cr.execute(
+            SQL("CREATE OR REPLACE VIEW %s AS (%s)", SQL.identifier(self._table), self._query())
+        )

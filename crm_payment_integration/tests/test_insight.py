@@ -103,16 +103,20 @@ class TestInsight(CrmPaymentCommon):
     @classmethod
     def _new_tx(cls, provider, partner, amount, currency, method):
         TestInsight._count += 1
-        return cls.env["payment.transaction"].sudo().create(
-            {
-                "provider_id": provider.id,
-                "payment_method_id": method.id,
-                "partner_id": partner.id,
-                "amount": amount,
-                "currency_id": currency.id,
-                "operation": "online_direct",
-                "reference": f"INSIGHT-{TestInsight._count}",
-            }
+        return (
+            cls.env["payment.transaction"]
+            .sudo()
+            .create(
+                {
+                    "provider_id": provider.id,
+                    "payment_method_id": method.id,
+                    "partner_id": partner.id,
+                    "amount": amount,
+                    "currency_id": currency.id,
+                    "operation": "online_direct",
+                    "reference": f"INSIGHT-{TestInsight._count}",
+                }
+            )
         )
 
     @classmethod
@@ -194,7 +198,10 @@ class TestInsight(CrmPaymentCommon):
         }
 
     def _mine(self):
-        return [("company_id", "=", self.company.id), ("partner_id", "in", (self.a | self.b | self.c | self.d | self.e | self.f).ids)]
+        return [
+            ("company_id", "=", self.company.id),
+            ("partner_id", "in", (self.a | self.b | self.c | self.d | self.e | self.f).ids),
+        ]
 
     # === PAYMENT ANALYSIS === #
 
@@ -202,10 +209,26 @@ class TestInsight(CrmPaymentCommon):
         self.assertRecordValues(
             self.b1 | self.b2 | self.b3 | self.a3,
             [
-                {"crm_method_type": "sepa_debit", "crm_card_brand": False, "crm_card_country_id": self.env.ref("base.fr").id},
-                {"crm_method_type": "card", "crm_card_brand": "mastercard", "crm_card_country_id": self.env.ref("base.fr").id},
-                {"crm_method_type": "card", "crm_card_brand": "mastercard", "crm_card_country_id": self.env.ref("base.fr").id},
-                {"crm_method_type": "card", "crm_card_brand": "visa", "crm_card_country_id": self.env.ref("base.us").id},
+                {
+                    "crm_method_type": "sepa_debit",
+                    "crm_card_brand": False,
+                    "crm_card_country_id": self.env.ref("base.fr").id,
+                },
+                {
+                    "crm_method_type": "card",
+                    "crm_card_brand": "mastercard",
+                    "crm_card_country_id": self.env.ref("base.fr").id,
+                },
+                {
+                    "crm_method_type": "card",
+                    "crm_card_brand": "mastercard",
+                    "crm_card_country_id": self.env.ref("base.fr").id,
+                },
+                {
+                    "crm_method_type": "card",
+                    "crm_card_brand": "visa",
+                    "crm_card_country_id": self.env.ref("base.us").id,
+                },
             ],
         )
         self.assertEqual(self.a3.crm_decline_code, "insufficient_funds")
@@ -216,7 +239,9 @@ class TestInsight(CrmPaymentCommon):
         stripe = by_gateway[self.provider.display_name]
         demo = by_gateway[self.demo.display_name]
         # Stripe: a1 a2 a3 a4 b1 b2 b3 e1 answered, a3 and b3 declined; the refund is no attempt.
-        self.assertEqual((stripe["attempt_count"], stripe["success_count"], stripe["failure_count"]), (8, 6, 2))
+        self.assertEqual(
+            (stripe["attempt_count"], stripe["success_count"], stripe["failure_count"]), (8, 6, 2)
+        )
         self.assertAlmostEqual(stripe["success_rate"], 6 / 8 * 100)
         # Demo: c1 c2 c3 d1 f1, c2 failed.
         self.assertEqual((demo["attempt_count"], demo["success_count"]), (5, 4))
@@ -247,21 +272,30 @@ class TestInsight(CrmPaymentCommon):
         self.assertEqual(
             {row.transaction_id: row.amount_company for row in rows}, {self.b1: 200.0, self.b2: 125.0}
         )
-        self.assertEqual(
-            self.b2.currency_id._convert(100, self.usd, self.company, date(2026, 4, 10)), 125.0
-        )
+        self.assertEqual(self.b2.currency_id._convert(100, self.usd, self.company, date(2026, 4, 10)), 125.0)
         measures = ["amount_paid:sum", "amount_refunded:sum", "amount_net:sum"]
         by_gateway = self._groups("crm.payment.analysis", "provider_id", measures, self._mine())
         stripe = by_gateway[self.provider.display_name]
         # 100 + 100 + 200 + 200 + 125 + 1000 paid, 50 refunded.
-        self.assertEqual((stripe["amount_paid"], stripe["amount_refunded"], stripe["amount_net"]), (1725, 50, 1675))
+        self.assertEqual(
+            (stripe["amount_paid"], stripe["amount_refunded"], stripe["amount_net"]), (1725, 50, 1675)
+        )
         self.assertEqual(by_gateway[self.demo.display_name]["amount_net"], 300 + 300 + 50 + 20)
         refund_row = self.env["crm.payment.analysis"].search([("transaction_id", "=", self.a4_refund.id)])
         # A refund keeps its payment's method, brand, card country and customer.
         self.assertRecordValues(
             refund_row,
-            [{"partner_id": self.a.id, "method_type": "card", "card_brand": "visa", "attempt_count": 0,
-              "amount_company": -50.0, "date": date(2025, 7, 1), "user_id": self.salesperson.id}],
+            [
+                {
+                    "partner_id": self.a.id,
+                    "method_type": "card",
+                    "card_brand": "visa",
+                    "attempt_count": 0,
+                    "amount_company": -50.0,
+                    "date": date(2025, 7, 1),
+                    "user_id": self.salesperson.id,
+                }
+            ],
         )
         declined = self.env["crm.payment.analysis"].search([("transaction_id", "=", self.a3.id)])
         self.assertEqual(declined.decline_reason, self.a3.crm_decline_reason)
@@ -317,11 +351,41 @@ class TestInsight(CrmPaymentCommon):
         # Segments (USAGE.md grid): A R4 FM5 Loyal, B R3 FM3 Needs attention, C R2 FM4 At risk,
         # D R1 FM2 Hibernating, F R5 FM1 New.
         expected = {
-            self.a: (350.0, round(400 / 3, 2), round(3 / (375 / 365.25), 2), 3, "2025-06-20", "2026-06-20", 10, "454", "loyal"),
+            self.a: (
+                350.0,
+                round(400 / 3, 2),
+                round(3 / (375 / 365.25), 2),
+                3,
+                "2025-06-20",
+                "2026-06-20",
+                10,
+                "454",
+                "loyal",
+            ),
             self.b: (325.0, 162.5, 2.0, 2, "2026-02-15", "2026-04-10", 81, "333", "needs_attention"),
             self.c: (600.0, 300.0, 2.0, 2, "2026-03-01", "2026-03-03", 119, "235", "at_risk"),
-            self.d: (50.0, 50.0, round(1 / (536 / 365.25), 2), 1, "2025-01-10", "2025-01-10", 536, "112", "hibernating"),
-            self.e: (1000.0, 1000.0, round(1 / (1272 / 365.25), 2), 1, "2023-01-05", "2023-01-05", 1272, "111", "lost"),
+            self.d: (
+                50.0,
+                50.0,
+                round(1 / (536 / 365.25), 2),
+                1,
+                "2025-01-10",
+                "2025-01-10",
+                536,
+                "112",
+                "hibernating",
+            ),
+            self.e: (
+                1000.0,
+                1000.0,
+                round(1 / (1272 / 365.25), 2),
+                1,
+                "2023-01-05",
+                "2023-01-05",
+                1272,
+                "111",
+                "lost",
+            ),
             self.f: (20.0, 20.0, 1.0, 1, "2026-06-29", "2026-06-29", 1, "511", "new"),
         }
         self.assertEqual((T - date(2025, 6, 20)).days, 375)
@@ -363,7 +427,14 @@ class TestInsight(CrmPaymentCommon):
         )
         self.assertEqual(
             {g["crm_rfm_segment"]: g["crm_lifetime_value"] for g in grouped},
-            {"loyal": 350, "needs_attention": 325, "at_risk": 600, "hibernating": 50, "lost": 1000, "new": 20},
+            {
+                "loyal": 350,
+                "needs_attention": 325,
+                "at_risk": 600,
+                "hibernating": 50,
+                "lost": 1000,
+                "new": 20,
+            },
         )
 
     def test_a_payment_updates_its_customer_at_once(self):
@@ -381,7 +452,9 @@ class TestInsight(CrmPaymentCommon):
         self.assertEqual(self.a.crm_days_since_payment, 10)
 
     def test_nightly_recompute_is_budgeted_and_once_a_day(self):
-        self.assertEqual(self.Partner._cron_crm_recompute_customer_value(), len(self.env["res.company"].search([])))
+        self.assertEqual(
+            self.Partner._cron_crm_recompute_customer_value(), len(self.env["res.company"].search([]))
+        )
         self.assertEqual(self.company.crm_customer_value_date, date.today())
         self.assertTrue(self.a.crm_rfm_segment)
         # Already done today: nothing left.
@@ -393,12 +466,21 @@ class TestInsight(CrmPaymentCommon):
         env = self.env
         software = env["product.category"].create({"name": "Insight Software"})
         services = env["product.category"].create({"name": "Insight Services"})
-        licence = env["product.product"].create({"name": "Licence", "categ_id": software.id, "type": "service"})
-        training = env["product.product"].create({"name": "Training", "categ_id": services.id, "type": "service"})
+        licence = env["product.product"].create(
+            {"name": "Licence", "categ_id": software.id, "type": "service"}
+        )
+        training = env["product.product"].create(
+            {"name": "Training", "categ_id": services.id, "type": "service"}
+        )
         tax = env["account.tax"].create({"name": "Insight 10%", "amount": 10, "type_tax_use": "sale"})
         newsletter = env["utm.source"].create({"name": "Insight Newsletter"})
         lead = env["crm.lead"].create(
-            {"name": "Licences for A", "type": "opportunity", "partner_id": self.a.id, "source_id": newsletter.id}
+            {
+                "name": "Licences for A",
+                "type": "opportunity",
+                "partner_id": self.a.id,
+                "source_id": newsletter.id,
+            }
         )
 
         def invoice(partner, currency, day, lines, move_type="out_invoice", **values):
@@ -422,7 +504,9 @@ class TestInsight(CrmPaymentCommon):
 
         # A: 2 licences at 100 + 10 % tax, 1 training at 50 -> 250 untaxed, 270 with tax.
         inv_a = invoice(
-            self.a, self.usd, "2026-05-05",
+            self.a,
+            self.usd,
+            "2026-05-05",
             [(licence, 2, 100, [Command.set(tax.ids)]), (training, 1, 50, [])],
             crm_lead_id=lead.id,
         )
@@ -431,12 +515,14 @@ class TestInsight(CrmPaymentCommon):
         (inv_a.line_ids | credit.line_ids).filtered(
             lambda line: line.account_id.account_type == "asset_receivable"
         ).reconcile()
-        env["account.payment.register"].with_context(active_model="account.move", active_ids=inv_a.ids).create(
-            {"amount": 220, "payment_date": "2026-05-20"}
-        )._create_payments()
+        env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=inv_a.ids
+        ).create({"amount": 220, "payment_date": "2026-05-20"})._create_payments()
         # C: 1 licence at 30,000 JPY (150 JPY per USD: 200 USD), half paid (15,000 JPY).
         inv_c = invoice(self.c, self.jpy, "2026-02-01", [(licence, 1, 30000, [])])
-        env["account.payment.register"].with_context(active_model="account.move", active_ids=inv_c.ids).create(
+        env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=inv_c.ids
+        ).create(
             {"amount": 15000, "currency_id": self.jpy.id, "payment_date": "2026-02-10"}
         )._create_payments()
         return software, services, newsletter, inv_a, inv_c
@@ -449,14 +535,22 @@ class TestInsight(CrmPaymentCommon):
         measures = ["revenue:sum", "revenue_collected:sum", "revenue_open:sum"]
         by_categ = self._groups("crm.revenue.analysis", "product_categ_id", measures, domain)
         # Software: 2 x 100 (A, untaxed) + 200 (C's JPY invoice); collected 200 + 200 x 1/2.
-        self.assertEqual(by_categ[software.display_name], {"revenue": 400, "revenue_collected": 300, "revenue_open": 100})
+        self.assertEqual(
+            by_categ[software.display_name], {"revenue": 400, "revenue_collected": 300, "revenue_open": 100}
+        )
         # Services: 50 invoiced - 50 credited: 0 net.
-        self.assertEqual(by_categ[services.display_name], {"revenue": 0, "revenue_collected": 0, "revenue_open": 0})
+        self.assertEqual(
+            by_categ[services.display_name], {"revenue": 0, "revenue_collected": 0, "revenue_open": 0}
+        )
         by_country = self._groups("crm.revenue.analysis", "country_id", measures, domain)
-        self.assertEqual(by_country["United States"], {"revenue": 200, "revenue_collected": 200, "revenue_open": 0})
+        self.assertEqual(
+            by_country["United States"], {"revenue": 200, "revenue_collected": 200, "revenue_open": 0}
+        )
         self.assertEqual(by_country["Japan"], {"revenue": 200, "revenue_collected": 100, "revenue_open": 100})
         by_source = self._groups("crm.revenue.analysis", "source_id", ["revenue:sum"], domain)
-        self.assertEqual(by_source[newsletter.display_name], {"revenue": 250})  # A's invoice, from its opportunity
+        self.assertEqual(
+            by_source[newsletter.display_name], {"revenue": 250}
+        )  # A's invoice, from its opportunity
         self.Partner._crm_recompute_customer_value(companies=self.company, today=T)
         by_segment = self._groups("crm.revenue.analysis", "customer_segment", ["revenue:sum"], domain)
         self.assertEqual(by_segment, {"loyal": {"revenue": 200}, "at_risk": {"revenue": 200}})
@@ -471,16 +565,20 @@ class TestInsight(CrmPaymentCommon):
         env["account.chart.template"].try_loading("generic_coa", company_2, install_demo=False)
         company_2.currency_id = self.eur
         demo_2 = self.demo.copy({"company_id": company_2.id, "state": "test"})
-        tx = self.env["payment.transaction"].sudo().create(
-            {
-                "provider_id": demo_2.id,
-                "payment_method_id": self.demo_method.id,
-                "partner_id": self.a.id,
-                "amount": 999,
-                "currency_id": self.eur.id,
-                "operation": "online_direct",
-                "reference": "INSIGHT-EU-1",
-            }
+        tx = (
+            self.env["payment.transaction"]
+            .sudo()
+            .create(
+                {
+                    "provider_id": demo_2.id,
+                    "payment_method_id": self.demo_method.id,
+                    "partner_id": self.a.id,
+                    "amount": 999,
+                    "currency_id": self.eur.id,
+                    "operation": "online_direct",
+                    "reference": "INSIGHT-EU-1",
+                }
+            )
         )
         tx._handle_notification_data("demo", {"reference": tx.reference, "simulated_state": "done"})
         invoice_2 = (
@@ -491,7 +589,9 @@ class TestInsight(CrmPaymentCommon):
                     "move_type": "out_invoice",
                     "partner_id": self.a.id,
                     "invoice_date": "2026-05-01",
-                    "invoice_line_ids": [Command.create({"name": "Audit", "quantity": 1, "price_unit": 700, "tax_ids": []})],
+                    "invoice_line_ids": [
+                        Command.create({"name": "Audit", "quantity": 1, "price_unit": 700, "tax_ids": []})
+                    ],
                 }
             )
         )
@@ -503,21 +603,30 @@ class TestInsight(CrmPaymentCommon):
 
         # Company 1: its own payments, revenue and figures; company 2's are not there.
         user_1 = new_test_user(
-            env, login="ins_crm_1", groups="sales_team.group_sale_salesman", company_id=self.company.id,
+            env,
+            login="ins_crm_1",
+            groups="sales_team.group_sale_salesman",
+            company_id=self.company.id,
             company_ids=[Command.set(self.company.ids)],
         )
         analysis_1 = env["crm.payment.analysis"].with_user(user_1)
         self.assertFalse(analysis_1.search([("transaction_id", "=", tx.id)]))
         self.assertEqual(
-            analysis_1.read_group([("partner_id", "=", self.a.id)], ["amount_net:sum"], [])[0]["amount_net"], 350
+            analysis_1.read_group([("partner_id", "=", self.a.id)], ["amount_net:sum"], [])[0]["amount_net"],
+            350,
         )
         revenue_1 = env["crm.revenue.analysis"].with_user(user_1)
-        self.assertEqual(revenue_1.read_group([("partner_id", "=", self.a.id)], ["revenue:sum"], [])[0]["revenue"], 200)
+        self.assertEqual(
+            revenue_1.read_group([("partner_id", "=", self.a.id)], ["revenue:sum"], [])[0]["revenue"], 200
+        )
         self.assertEqual(self.a.with_user(user_1).crm_lifetime_value, 350)
 
         # Company 2: 999 EUR in its own currency, its invoice only, its own customer figures.
         user_2 = new_test_user(
-            env, login="ins_crm_2", groups="sales_team.group_sale_salesman", company_id=company_2.id,
+            env,
+            login="ins_crm_2",
+            groups="sales_team.group_sale_salesman",
+            company_id=company_2.id,
             company_ids=[Command.set(company_2.ids)],
         )
         analysis_2 = env["crm.payment.analysis"].with_user(user_2)
