@@ -79,6 +79,14 @@ class PaymentTransaction(models.Model):
 
     # === STRIPE'S METHOD DETAILS === #
 
+    def _create_child_transaction(self, amount, is_refund=False, **custom_create_values):
+        """Override of `payment` to give a refund (or a partial capture) the method type, card
+        brand and card country of its payment: the analysis reads them on each row."""
+        for name in ("crm_method_type", "crm_card_brand", "crm_card_country_id"):
+            if self[name] and name not in custom_create_values:
+                custom_create_values[name] = self[name].id if name == "crm_card_country_id" else self[name]
+        return super()._create_child_transaction(amount, is_refund=is_refund, **custom_create_values)
+
     def _crm_apply_payment_intent(self, intent):
         """Override to keep the method type, card brand and card country Stripe reports."""
         result = super()._crm_apply_payment_intent(intent)

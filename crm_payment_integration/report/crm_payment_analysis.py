@@ -37,7 +37,6 @@ class CrmPaymentAnalysis(models.Model):
             "crm_method_type",
             "crm_card_brand",
             "crm_card_country_id",
-            "source_transaction_id",
             "payment_method_id",
             "token_id",
             "currency_id",
@@ -155,14 +154,13 @@ class CrmPaymentAnalysis(models.Model):
                 tx.crm_user_id AS user_id,
                 tx.crm_team_id AS team_id,
                 tx.crm_opportunity_id AS lead_id,
-                COALESCE(tx.crm_method_type, src.crm_method_type, ppm.code, pm.code) AS method_type,
+                COALESCE(tx.crm_method_type, ppm.code, pm.code) AS method_type,
                 COALESCE(
                     tx.crm_card_brand,
-                    src.crm_card_brand,
                     CASE WHEN pm.primary_payment_method_id IS NOT NULL THEN pm.code END,
                     CASE WHEN tpm.primary_payment_method_id IS NOT NULL THEN tpm.code END
                 ) AS card_brand,
-                COALESCE(tx.crm_card_country_id, src.crm_card_country_id, tok.crm_card_country_id)
+                COALESCE(tx.crm_card_country_id, tok.crm_card_country_id)
                     AS card_country_id,
                 tx.currency_id,
                 c.currency_id AS company_currency_id,
@@ -193,7 +191,6 @@ class CrmPaymentAnalysis(models.Model):
             LEFT JOIN payment_provider prov ON prov.id = tx.provider_id
             LEFT JOIN res_partner p ON p.id = tx.partner_id
             LEFT JOIN res_partner cp ON cp.id = p.commercial_partner_id
-            LEFT JOIN payment_transaction src ON src.id = tx.source_transaction_id
             LEFT JOIN payment_method pm ON pm.id = tx.payment_method_id
             LEFT JOIN payment_method ppm ON ppm.id = pm.primary_payment_method_id
             LEFT JOIN payment_token tok ON tok.id = tx.token_id

@@ -141,11 +141,13 @@ def _insight_demo():  # noqa: C901 - one part of the demo, kept in one scope
         INSERT INTO payment_transaction (
             provider_id, payment_method_id, currency_id, partner_id, company_id, reference, state,
             amount, operation, source_transaction_id, create_date, write_date, last_state_change,
-            create_uid, write_uid, is_post_processed, partner_name, crm_user_id, crm_team_id)
+            create_uid, write_uid, is_post_processed, partner_name, crm_user_id, crm_team_id,
+            crm_method_type, crm_card_brand, crm_card_country_id)
         SELECT provider_id, payment_method_id, currency_id, partner_id, company_id, 'R-' || reference,
                'done', -round(amount / 2, 2), 'refund', id, last_state_change + interval '7 days',
                last_state_change + interval '7 days', last_state_change + interval '7 days',
-               create_uid, write_uid, true, partner_name, crm_user_id, crm_team_id
+               create_uid, write_uid, true, partner_name, crm_user_id, crm_team_id,
+               crm_method_type, crm_card_brand, crm_card_country_id
           FROM payment_transaction
          WHERE reference LIKE 'INSIGHT-%%' AND state = 'done' AND abs(hashtext(reference)) %% 100 < 3
            AND last_state_change < now() - interval '8 days';
