@@ -25,6 +25,15 @@ class PaymentTransaction(models.Model):
         copy=False,
         help="The country of the card's (or the bank account's) issuer, from Stripe.",
     )
+    crm_company_currency_id = fields.Many2one(related="company_id.currency_id", string="Company Currency")
+    crm_amount_company = fields.Monetary(
+        string="Amount in Company Currency",
+        currency_field="crm_company_currency_id",
+        compute="_compute_crm_amount_company",
+        store=True,
+        help="The amount converted to the company's currency at the rate of the transaction's "
+        "date (its last state change): what the payment analysis and the customers' figures add up.",
+    )
     crm_opportunity_id = fields.Many2one(
         "crm.lead",
         string="Analysis Opportunity",
@@ -50,6 +59,16 @@ class PaymentTransaction(models.Model):
         recursive=True,
         help="The opportunity's sales team, else the invoice's, else the customer's.",
     )
+
+    @api.depends("amount", "currency_id", "company_id", "last_state_change")
+    def _compute_crm_amount_company(self):
+        for tx in self:
+            company = tx.company_id
+            if not company or not tx.currency_id:
+                tx.crm_amount_company = tx.amount
+                continue
+            day = (tx.last_state_change or tx.create_date or fields.Datetime.now()).date()
+            tx.crm_amount_company = tx.currency_id._convert(tx.amount, company.currency_id, company, day)
 
     @api.depends(
         "crm_lead_id",

@@ -1,8 +1,6 @@
 from odoo import fields, models, tools
 from odoo.tools import SQL
 
-from .insight_sql import to_company_currency_sql
-
 # What a transaction is about: a charge attempt, or not (a refund, a card saved for later).
 NOT_ATTEMPTS = ("refund", "validation")
 
@@ -11,7 +9,8 @@ class CrmPaymentAnalysis(models.Model):
     """Payment analysis: one row per `payment.transaction` of every provider (Stripe and any
     other gateway installed), read live from the transactions (a SQL view, no copy).
 
-    Amounts are in the company's currency, converted at the rate of the transaction's date.
+    Amounts are in the company's currency, converted at the rate of the transaction's date
+    (stored on the transaction when its amount or state changes: ``crm_amount_company``).
     Measures add up over any grouping; the success rate is an average over attempt rows only
     (the other rows hold NULL), so a group's rate is its successes over its attempts whatever
     the group's size.
@@ -45,13 +44,13 @@ class CrmPaymentAnalysis(models.Model):
             "crm_decline_reason",
             "state_message",
             "amount",
+            "crm_amount_company",
         ],
         "payment.token": ["payment_method_id", "crm_card_country_id"],
         "payment.method": ["code", "primary_payment_method_id"],
         "payment.provider": ["code"],
         "res.partner": ["commercial_partner_id", "country_id"],
         "res.company": ["currency_id"],
-        "res.currency.rate": ["rate", "name", "company_id", "currency_id"],
     }
 
     transaction_id = fields.Many2one("payment.transaction", readonly=True)
@@ -132,13 +131,7 @@ class CrmPaymentAnalysis(models.Model):
     def _query(self):
         attempt = SQL("tx.operation NOT IN %s AND tx.state IN ('done', 'authorized', 'error')", NOT_ATTEMPTS)
         success = SQL("tx.operation NOT IN %s AND tx.state IN ('done', 'authorized')", NOT_ATTEMPTS)
-        amount_company = to_company_currency_sql(
-            SQL("tx.amount"),
-            SQL("tx.currency_id"),
-            SQL("c"),
-            SQL("cc"),
-            SQL("COALESCE(tx.last_state_change, tx.create_date)::date"),
-        )
+        amount_company = SQL("tx.crm_amount_company")
         return SQL(
             """
             SELECT
@@ -187,7 +180,6 @@ class CrmPaymentAnalysis(models.Model):
                 END AS amount_net
             FROM payment_transaction tx
             LEFT JOIN res_company c ON c.id = tx.company_id
-            LEFT JOIN res_currency cc ON cc.id = c.currency_id
             LEFT JOIN payment_provider prov ON prov.id = tx.provider_id
             LEFT JOIN res_partner p ON p.id = tx.partner_id
             LEFT JOIN res_partner cp ON cp.id = p.commercial_partner_id

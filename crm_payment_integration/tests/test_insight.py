@@ -121,12 +121,8 @@ class TestInsight(CrmPaymentCommon):
 
     @classmethod
     def _backdate(cls, tx, day):
-        tx.env.flush_all()
-        tx.env.cr.execute(
-            "UPDATE payment_transaction SET last_state_change = %s WHERE id = %s",
-            (datetime.fromisoformat(f"{day}T12:00:00"), tx.id),
-        )
-        tx.invalidate_recordset(["last_state_change"])
+        """Move the transaction's last state change to ``day`` (noon, UTC)."""
+        tx.last_state_change = datetime.fromisoformat(f"{day}T12:00:00")
 
     @classmethod
     def _intent(cls, tx, status, currency):

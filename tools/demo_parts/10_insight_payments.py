@@ -160,6 +160,10 @@ def _insight_demo():  # noqa: C901 - one part of the demo, kept in one scope
     )
     tx_count, failed = cr.fetchone()
     env.invalidate_all()  # noqa: F821
+    # Amounts in the company's currency at each transaction's date, as Odoo converts them.
+    txs = env["payment.transaction"].search([("reference", "like", "INSIGHT-")])  # noqa: F821
+    env.add_to_compute(txs._fields["crm_amount_company"], txs)  # noqa: F821
+    env.flush_all()  # noqa: F821
 
     # === INVOICES (ORM) === #
     categories = {
