@@ -203,9 +203,9 @@ class ResPartner(models.Model):
         )
 
     @api.model
-    def _crm_rfm_cuts(self, company, today):
-        """Compute and keep the quintile cut points (20, 40, 60, 80 %) of the company's customers
-        who paid in the last 24 months, per measure.
+    def _crm_rfm_cuts(self, company, today, keep=True):
+        """Compute the quintile cut points (20, 40, 60, 80 %) of the company's customers who paid
+        in the last 24 months, per measure, and keep them on the company (``keep``).
 
         :return: ``{"r": [4 numbers], "f": [...], "m": [...]}`` (recency as minus days)
         """
@@ -227,7 +227,8 @@ class ResPartner(models.Model):
             "f": [float(v) for v in f_cuts or []],
             "m": [float(v) for v in m_cuts or []],
         }
-        company.sudo().crm_rfm_cuts = cuts
+        if keep:
+            company.sudo().crm_rfm_cuts = cuts
         return cuts
 
     @api.model
@@ -247,7 +248,9 @@ class ResPartner(models.Model):
         for company in companies.sudo():
             cuts = company.crm_rfm_cuts
             if partners is None or not cuts or not cuts.get("r"):
-                cuts = self._crm_rfm_cuts(company, today)
+                # Kept by the full recompute only: a payment's recompute writes no company
+                # (concurrent payments would contend for its row).
+                cuts = self._crm_rfm_cuts(company, today, keep=partners is None)
             written += self._crm_write_customer_value(company, today, cuts, partners)
             if partners is None:
                 company.crm_customer_value_date = today
