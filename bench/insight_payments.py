@@ -95,7 +95,7 @@ cr.execute(
            -- Odoo's conversion at the one EUR rate (0.9 EUR per USD), rounded to the cent.
            CASE WHEN g %% 10 = 3 THEN round((10 + (g * 31) %% 490)::numeric / 0.9, 2)
                 ELSE round((10 + (g * 31) %% 490)::numeric, 2) END
-      FROM generate_series(1, %(transactions)s) g
+      FROM generate_series(1::bigint, %(transactions)s) g
       JOIN bench_customers c ON c.n = g %% %(customers)s
       CROSS JOIN LATERAL (
           SELECT now() - make_interval(secs => (g::bigint * 104729) %% (36 * 30 * 86400)) AS ts
