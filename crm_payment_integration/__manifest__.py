@@ -2,7 +2,7 @@
     "name": "CRM Payments for Stripe",
     "summary": "Stripe in Odoo CRM, invoicing and portal: one customer per partner, "
     "saved payment methods and a webhook ledger that never loses an event",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Accounting/Payment Providers",
     "license": "LGPL-3",
     "author": "crm_payment_integration developers",
