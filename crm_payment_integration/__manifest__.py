@@ -29,6 +29,11 @@
         "views/crm_subscription_views.xml",
         "views/crm_subscription_portal_templates.xml",
         "views/crm_payment_menus.xml",
+        "security/crm_payment_protection_disputes_security.xml",
+        "data/crm_payment_protection_disputes_data.xml",
+        "views/crm_payment_dispute_views.xml",
+        "views/crm_payment_drift_views.xml",
+        "views/res_config_settings_protection_views.xml",
     ],
     "assets": {
         "web.assets_tests": [
