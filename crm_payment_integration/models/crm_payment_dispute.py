@@ -210,7 +210,7 @@ class CrmPaymentDispute(models.Model):
             dispute = Dispute.create(values)
             dispute._crm_on_dispute_opened()
         else:
-            dispute.write({k: v for k, v in values.items() if dispute[k] != v})
+            dispute.write(values)
         dispute._crm_book_funds(withdrawn)
         if not dispute.is_open:
             dispute._crm_on_dispute_closed()

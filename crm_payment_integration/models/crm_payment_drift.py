@@ -127,9 +127,9 @@ class CrmPaymentDriftRun(models.Model):
         for run in self:
             run.difference_count = counts.get(run.id, 0)
 
-    def unlink(self):
+    @api.ondelete(at_uninstall=True)
+    def _unlink_seen_rows(self):
         self.env.cr.execute(f"DELETE FROM {SEEN_TABLE} WHERE run_id = ANY(%s)", [self.ids])  # noqa: S608
-        return super().unlink()
 
     # === ENTRY POINTS === #
 

@@ -19,3 +19,5 @@ from . import test_portal_ux
 from . import test_worker_limits
 from . import test_access
 from . import test_review_fixes
+from . import test_disputes
+from . import test_drift
