@@ -15,5 +15,3 @@ from . import crm_subscription_stripe
 from . import crm_payment_dispute
 from . import crm_payment_event_dispute
 from . import crm_payment_drift
-from . import res_company_protection
-from . import crm_payment_dispute_links

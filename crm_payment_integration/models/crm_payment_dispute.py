@@ -84,7 +84,7 @@ class CrmPaymentDispute(models.Model):
     )
     stripe_created = fields.Datetime(string="Opened", readonly=True)
     transaction_id = fields.Many2one(comodel_name="payment.transaction", readonly=True, index=True)
-    invoice_id = fields.Many2one(comodel_name="account.move", string="Invoice", readonly=True, index=True)
+    invoice_id = fields.Many2one(comodel_name="account.move", readonly=True, index=True)
     partner_id = fields.Many2one(comodel_name="res.partner", string="Customer", readonly=True, index=True)
     user_id = fields.Many2one(comodel_name="res.users", string="Salesperson", readonly=True)
     evidence_submitted_at = fields.Datetime(string="Evidence Submitted", readonly=True, tracking=True)
@@ -95,7 +95,9 @@ class CrmPaymentDispute(models.Model):
         currency_field="currency_id",
         help="What Stripe holds back for the dispute now: withdrawn minus reinstated.",
     )
-    withdrawal_move_id = fields.Many2one(comodel_name="account.move", string="Withdrawal Entry", readonly=True)
+    withdrawal_move_id = fields.Many2one(
+        comodel_name="account.move", string="Withdrawal Entry", readonly=True
+    )
     reinstatement_move_id = fields.Many2one(
         comodel_name="account.move", string="Reinstatement Entry", readonly=True
     )
@@ -301,7 +303,9 @@ class CrmPaymentDispute(models.Model):
             "mail.mail_activity_data_todo",
             date_deadline=deadline,
             user_id=(self.user_id or self.provider_id._crm_alert_user()).id,
-            summary=_("Dispute: submit evidence before %(due)s", due=self.evidence_due_date or _("the deadline")),
+            summary=_(
+                "Dispute: submit evidence before %(due)s", due=self.evidence_due_date or _("the deadline")
+            ),
             note=_(
                 "The customer disputed %(amount)s %(currency)s. Open the dispute and click Submit "
                 "Evidence: the invoice, the customer's messages and the service period are "
@@ -448,9 +452,7 @@ class CrmPaymentDispute(models.Model):
         """Let the payment settle the withdrawal's receivable line before the invoice."""
         invoice = self.invoice_id
         dispute_line = move.line_ids.filtered(lambda line: line.account_id.account_type == "asset_receivable")
-        invoice_lines = invoice.line_ids.filtered(
-            lambda line: line.account_id == dispute_line.account_id
-        )
+        invoice_lines = invoice.line_ids.filtered(lambda line: line.account_id == dispute_line.account_id)
         payment_lines = self._crm_payment_receivable_lines(dispute_line.account_id)
         partials = (invoice_lines.matched_credit_ids | invoice_lines.matched_debit_ids).filtered(
             lambda p: p.credit_move_id in payment_lines or p.debit_move_id in payment_lines
@@ -470,7 +472,9 @@ class CrmPaymentDispute(models.Model):
     def _crm_book_reinstatement(self):
         """Reverse the withdrawal (funds back), and let the payment settle the invoice again."""
         move = self.withdrawal_move_id
-        account = move.line_ids.filtered(lambda l: l.account_id.account_type == "asset_receivable").account_id
+        account = move.line_ids.filtered(
+            lambda ln: ln.account_id.account_type == "asset_receivable"
+        ).account_id
         move.line_ids.remove_move_reconcile()
         reversal = move._reverse_moves(
             [{"ref": _("Reinstated: %(ref)s", ref=move.ref), "date": fields.Date.context_today(self)}],

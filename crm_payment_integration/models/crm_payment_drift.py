@@ -88,8 +88,8 @@ class CrmPaymentDriftRun(models.Model):
 
     def init(self):
         self.env.cr.execute(
-            f"""
-            CREATE UNLOGGED TABLE IF NOT EXISTS {SEEN_TABLE} (
+            """
+            CREATE UNLOGGED TABLE IF NOT EXISTS crm_payment_drift_seen (
                 run_id integer NOT NULL,
                 kind varchar NOT NULL,
                 stripe_id varchar NOT NULL,
@@ -100,8 +100,10 @@ class CrmPaymentDriftRun(models.Model):
                 currency varchar,
                 status varchar
             );
-            CREATE INDEX IF NOT EXISTS {SEEN_TABLE}_id_idx ON {SEEN_TABLE} (run_id, kind, stripe_id);
-            CREATE INDEX IF NOT EXISTS {SEEN_TABLE}_intent_idx ON {SEEN_TABLE} (run_id, kind, intent_id);
+            CREATE INDEX IF NOT EXISTS crm_payment_drift_seen_id_idx
+                ON crm_payment_drift_seen (run_id, kind, stripe_id);
+            CREATE INDEX IF NOT EXISTS crm_payment_drift_seen_intent_idx
+                ON crm_payment_drift_seen (run_id, kind, intent_id);
             CREATE INDEX IF NOT EXISTS payment_transaction_crm_provider_reference_idx
                 ON payment_transaction (provider_reference, provider_id);
             """
@@ -165,8 +167,10 @@ class CrmPaymentDriftRun(models.Model):
         auto_commit = not getattr(threading.current_thread(), "testing", False)
         Run = self.sudo()
         if not self.env.context.get("crm_drift_resume"):
-            for provider_sudo in self.env["payment.provider"].sudo().search(
-                [("code", "=", "stripe"), ("state", "!=", "disabled")]
+            for provider_sudo in (
+                self.env["payment.provider"]
+                .sudo()
+                .search([("code", "=", "stripe"), ("state", "!=", "disabled")])
             ):
                 if not Run.search_count([("provider_id", "=", provider_sudo.id), ("state", "=", "running")]):
                     Run._crm_start(provider_sudo)
@@ -220,7 +224,9 @@ class CrmPaymentDriftRun(models.Model):
         objects = gateway.iter_objects(
             kind, _unix(self.date_from), created_before=_unix(self.date_to), starting_after=self.cursor
         )
-        count_field = {"charges": "charge_count", "refunds": "refund_count", "disputes": "dispute_count"}[kind]
+        count_field = {"charges": "charge_count", "refunds": "refund_count", "disputes": "dispute_count"}[
+            kind
+        ]
         while True:
             if not budget.allows_batch():
                 return False
@@ -420,8 +426,10 @@ class CrmPaymentDriftRun(models.Model):
                AND NOT EXISTS (
                     SELECT 1 FROM {SEEN_TABLE} s
                      WHERE s.run_id = %(run)s
-                       AND ((t.operation != 'refund' AND s.kind = 'charges' AND s.intent_id = t.provider_reference)
-                         OR (t.operation = 'refund' AND s.kind = 'refunds' AND s.stripe_id = t.provider_reference))
+                       AND ((t.operation != 'refund' AND s.kind = 'charges'
+                             AND s.intent_id = t.provider_reference)
+                         OR (t.operation = 'refund' AND s.kind = 'refunds'
+                             AND s.stripe_id = t.provider_reference))
                )
             """,  # noqa: S608
             params,
@@ -455,7 +463,9 @@ class CrmPaymentDrift(models.Model):
     _order = "id desc"
     _rec_name = "stripe_id"
 
-    run_id = fields.Many2one("crm.payment.drift.run", required=True, readonly=True, ondelete="cascade", index=True)
+    run_id = fields.Many2one(
+        "crm.payment.drift.run", required=True, readonly=True, ondelete="cascade", index=True
+    )
     company_id = fields.Many2one("res.company", required=True, readonly=True, index=True)
     provider_id = fields.Many2one("payment.provider", required=True, readonly=True, ondelete="cascade")
     object_type = fields.Selection(
@@ -478,7 +488,12 @@ class CrmPaymentDrift(models.Model):
     repairable = fields.Boolean(compute="_compute_repairable")
     details = fields.Text(compute="_compute_details")
     state = fields.Selection(
-        [("open", "Open"), ("repaired", "Repaired"), ("explained", "Not Repaired"), ("failed", "Repair Failed")],
+        [
+            ("open", "Open"),
+            ("repaired", "Repaired"),
+            ("explained", "Not Repaired"),
+            ("failed", "Repair Failed"),
+        ],
         default="open",
         required=True,
         readonly=True,
@@ -524,10 +539,14 @@ class CrmPaymentDrift(models.Model):
             )
             if self.object_type == "disputes":
                 return text + " " + _("Repair reads the dispute again.")
-            return text + " " + _(
-                "Not repaired: an amount booked in the accounts is never changed automatically; "
-                "check the payment (partial capture, an edited transaction) and correct it with a "
-                "refund or an entry."
+            return (
+                text
+                + " "
+                + _(
+                    "Not repaired: an amount booked in the accounts is never changed automatically; "
+                    "check the payment (partial capture, an edited transaction) and correct it with a "
+                    "refund or an entry."
+                )
             )
         return _(
             "Stripe: %(stripe)s, Odoo: %(odoo)s. Repair reads the status again from Stripe.",
@@ -558,7 +577,7 @@ class CrmPaymentDrift(models.Model):
             raise UserError(_("Only accountants repair drift."))
         self.check_access("write")
         repaired = 0
-        for line in self.sudo().filtered(lambda l: l.state in ("open", "failed")):
+        for line in self.sudo().filtered(lambda ln: ln.state in ("open", "failed")):
             if not line.repairable:
                 line.write({"state": "explained", "result": line.details})
                 continue

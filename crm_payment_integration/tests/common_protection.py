@@ -78,7 +78,9 @@ class FakeDisputes(FakeCheckout):
         path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
         if not (path.startswith("/v1/disputes") or path == "/v1/files"):
             return super().request(method, url, headers, post_data)
-        self.requests.append({"method": method, "url": url, "path": path, "headers": headers, "data": post_data})
+        self.requests.append(
+            {"method": method, "url": url, "path": path, "headers": headers, "data": post_data}
+        )
         if path == "/v1/files" and method == "post":
             return self._answer(self._upload(post_data))
         if path == "/v1/disputes" and method == "get":
@@ -86,8 +88,19 @@ class FakeDisputes(FakeCheckout):
             return self._answer({"object": "list", "data": data, "has_more": False, "url": "/v1/disputes"})
         dispute = self.disputes.get(path.rsplit("/", 1)[-1])
         if dispute is None:
-            return json.dumps({"error": {"message": "No such dispute", "type": "invalid_request_error",
-                                         "code": "resource_missing"}}), 404, {}
+            return (
+                json.dumps(
+                    {
+                        "error": {
+                            "message": "No such dispute",
+                            "type": "invalid_request_error",
+                            "code": "resource_missing",
+                        }
+                    }
+                ),
+                404,
+                {},
+            )
         if method == "post":
             form = dict(parse_qsl(post_data or "", keep_blank_values=True))
             for key, value in form.items():
@@ -95,7 +108,9 @@ class FakeDisputes(FakeCheckout):
                 if match:
                     dispute["evidence"][match.group(1)] = value
             if form.get("submit") == "true":
-                dispute["status"] = "under_review" if dispute["status"] == "needs_response" else "warning_under_review"
+                dispute["status"] = (
+                    "under_review" if dispute["status"] == "needs_response" else "warning_under_review"
+                )
                 dispute["evidence_details"]["submission_count"] += 1
                 dispute["evidence_details"]["has_evidence"] = True
         return self._answer(dispute)
@@ -117,14 +132,21 @@ class FakeDisputes(FakeCheckout):
                 "filename": name.group(1).decode() if name else None,
                 "size": len(body),
                 "type": "pdf",
-                "links": {"object": "list", "data": [], "has_more": False, "url": f"/v1/file_links?file={file_id}"},
+                "links": {
+                    "object": "list",
+                    "data": [],
+                    "has_more": False,
+                    "url": f"/v1/file_links?file={file_id}",
+                },
             }
         )
         self.files[file_id] = {"object": file, "body": body}
         return file
 
     def posts_to(self, path):
-        return [request for request in self.requests if request["method"] == "post" and request["path"] == path]
+        return [
+            request for request in self.requests if request["method"] == "post" and request["path"] == path
+        ]
 
 
 class SignedEvents:

@@ -57,7 +57,9 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
             self._send_event(event_type, obj)
         self.Event._crm_process_due()
         stored = self.Event.search([("event_type", "like", "charge.dispute.%")])
-        self.assertFalse(stored.filtered(lambda e: e.state not in ("done", "ignored")), stored.mapped("last_error"))
+        self.assertFalse(
+            stored.filtered(lambda e: e.state not in ("done", "ignored")), stored.mapped("last_error")
+        )
         return stored
 
     def _record(self, dispute):
@@ -84,7 +86,9 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
             (dispute.amount, dispute.currency_id, dispute.state, dispute.reason),
             (100.0, self.currency, "needs_response", "product_not_received"),
         )
-        self.assertEqual((dispute.transaction_id, dispute.invoice_id, dispute.partner_id), (tx, invoice, self.partner))
+        self.assertEqual(
+            (dispute.transaction_id, dispute.invoice_id, dispute.partner_id), (tx, invoice, self.partner)
+        )
         self.assertEqual(dispute.stripe_charge_id, charge_id)
         self.assertEqual(dispute.user_id, self.seller)
         # The salesperson's activity, due the day before Stripe's deadline.
@@ -99,7 +103,7 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
         # The salesperson opens the evidence form: pre-filled, then edited.
         action = dispute.with_user(self.seller).action_crm_submit_evidence()
         wizard = (
-            self.env[action["res_model"]].with_user(self.seller).with_context(action["context"]).create({})
+            self.env[action["res_model"]].with_user(self.seller).with_context(**action["context"]).create({})
         )
         self.assertEqual(wizard.customer_name, "Azure Interior")
         self.assertEqual(wizard.customer_email_address, "azure@example.com")
@@ -153,8 +157,8 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
         move = dispute.withdrawal_move_id
         self.assertEqual(move.state, "posted")
         self.assertEqual((dispute.funds_withdrawn, dispute.fee), (40.0, 15.0))
-        receivable = move.line_ids.filtered(lambda l: l.account_id.account_type == "asset_receivable")
-        fee_line = move.line_ids.filtered(lambda l: l.account_id.account_type == "expense")
+        receivable = move.line_ids.filtered(lambda ln: ln.account_id.account_type == "asset_receivable")
+        fee_line = move.line_ids.filtered(lambda ln: ln.account_id.account_type == "expense")
         outstanding = move.line_ids - receivable - fee_line
         # Dr receivable 40 / Cr outstanding 40; Dr fee 15 / Cr outstanding 15.
         self.assertEqual((receivable.debit, receivable.partner_id), (40.0, self.partner))
@@ -180,9 +184,7 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
         events.with_user(self.accountant).action_crm_reprocess()
         self.assertEqual(set(events.mapped("state")), {"done"})
         self.assertEqual(len(self._record(remote)), 1)
-        self.assertEqual(
-            self.env["account.move"].search_count([("ref", "=", f"Dispute {remote['id']}")]), 1
-        )
+        self.assertEqual(self.env["account.move"].search_count([("ref", "=", f"Dispute {remote['id']}")]), 1)
         self.assertEqual(invoice.amount_residual, 40.0)
 
     def test_funds_reinstated_undo_the_entry(self):
@@ -262,6 +264,16 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
             dispute.with_user(self.seller).write({"state": "won"})
         with self.assertRaises(AccessError):
             dispute.with_user(self.other_seller).action_crm_submit_evidence()
+
+    def test_read_again_from_stripe(self):
+        """A status whose event was lost: an accountant reads the dispute again."""
+        __, tx, charge_id = self._paid_invoice(25.0)
+        remote = self._stripe_dispute(charge_id, tx, 2500)
+        self._deliver(("charge.dispute.created", remote))
+        dispute = self._record(remote)
+        remote["status"] = "under_review"
+        self.assertIs(dispute.with_user(self.accountant).action_crm_refresh(), True)
+        self.assertEqual(dispute.state, "under_review")
 
     def test_stripe_event_of_other_type_does_not_touch_disputes(self):
         """The dispute events are the only ones applied to disputes (registered types)."""

@@ -107,7 +107,9 @@ class TestDrift(CrmPaymentCommon):
         )
         self.assertTrue(missing.repairable)
         (amount,) = run.line_ids.filtered(lambda line: line.transaction_id == edited_tx)
-        self.assertEqual((amount.kind, amount.stripe_amount, amount.odoo_amount), ("amount_differs", 5000, 4500))
+        self.assertEqual(
+            (amount.kind, amount.stripe_amount, amount.odoo_amount), ("amount_differs", 5000, 4500)
+        )
         self.assertFalse(amount.repairable)
         (ghost_line,) = self._lines(run, "pi_ghost_0000")
         self.assertEqual(
@@ -140,11 +142,15 @@ class TestDrift(CrmPaymentCommon):
         self.assertFalse(self._lines(again, stripe_charge))
         self.assertFalse(self._lines(again, remote["id"]))
         self.assertEqual(self._lines(again, "pi_ghost_0000").kind, "missing_in_stripe")
-        self.assertEqual(again.line_ids.filtered(lambda l: l.transaction_id == edited_tx).kind, "amount_differs")
+        self.assertEqual(
+            again.line_ids.filtered(lambda ln: ln.transaction_id == edited_tx).kind, "amount_differs"
+        )
 
     def test_refund_made_in_stripe_and_status_of_a_dispute(self):
         __, tx = self._paid_invoice(30.0)
-        refund = self.gateway.create_refund({"payment_intent": tx.provider_reference, "amount": 1000}, "dash-r1")
+        refund = self.gateway.create_refund(
+            {"payment_intent": tx.provider_reference, "amount": 1000}, "dash-r1"
+        )
         intent = self.gateway.retrieve_payment_intent(tx.provider_reference)
         charge = intent["latest_charge"]
         remote = dispute_object(
@@ -159,7 +165,10 @@ class TestDrift(CrmPaymentCommon):
 
         run = self._check()
         (refund_line,) = self._lines(run, refund["id"])
-        self.assertEqual((refund_line.object_type, refund_line.kind, refund_line.stripe_amount), ("refunds", "missing_in_odoo", 1000))
+        self.assertEqual(
+            (refund_line.object_type, refund_line.kind, refund_line.stripe_amount),
+            ("refunds", "missing_in_odoo", 1000),
+        )
         (status_line,) = self._lines(run, remote["id"])
         self.assertEqual(
             (status_line.kind, status_line.stripe_status, status_line.odoo_status),
@@ -168,7 +177,9 @@ class TestDrift(CrmPaymentCommon):
         (refund_line | status_line).with_user(self.accountant).action_crm_repair()
         self.assertEqual((refund_line.state, status_line.state), ("repaired", "repaired"), refund_line.result)
         refund_tx = tx.child_transaction_ids
-        self.assertEqual((refund_tx.provider_reference, refund_tx.amount, refund_tx.state), (refund["id"], -10.0, "done"))
+        self.assertEqual(
+            (refund_tx.provider_reference, refund_tx.amount, refund_tx.state), (refund["id"], -10.0, "done")
+        )
         self.assertEqual(status_line.dispute_id.state, "under_review")
 
     def test_budget_spent_resumes_where_it_stopped(self):

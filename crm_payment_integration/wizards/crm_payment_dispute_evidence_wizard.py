@@ -53,7 +53,7 @@ class CrmPaymentDisputeEvidenceWizard(models.TransientModel):
             wizard.product_description = (
                 "\n".join(
                     line.name or line.product_id.display_name
-                    for line in invoice.invoice_line_ids.filtered(lambda l: l.display_type == "product")
+                    for line in invoice.invoice_line_ids.filtered(lambda ln: ln.display_type == "product")
                 )
                 or False
             )
@@ -102,7 +102,10 @@ class CrmPaymentDisputeEvidenceWizard(models.TransientModel):
         """
         self.ensure_one()
         user = self.env.user
-        if not (user.has_group("sales_team.group_sale_salesman") or user.has_group("account.group_account_invoice")):
+        if not (
+            user.has_group("sales_team.group_sale_salesman")
+            or user.has_group("account.group_account_invoice")
+        ):
             raise AccessError(_("Only salespeople and accountants submit dispute evidence."))
         dispute = self.dispute_id
         dispute.check_access("read")
@@ -159,7 +162,9 @@ class CrmPaymentDisputeEvidenceWizard(models.TransientModel):
 
     def _crm_upload_invoice(self, dispute_sudo):
         invoice = dispute_sudo.invoice_id
-        content, __ = self.env["ir.actions.report"].sudo()._render_qweb_pdf("account.account_invoices", invoice.ids)
+        content, __ = (
+            self.env["ir.actions.report"].sudo()._render_qweb_pdf("account.account_invoices", invoice.ids)
+        )
         provider_sudo = dispute_sudo.provider_id
         key = make_idempotency_key(
             provider_sudo._crm_database_uuid(),
