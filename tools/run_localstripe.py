@@ -6,7 +6,8 @@ launcher binds 127.0.0.1 and keeps the store in memory, so each test run, demo a
 its own clean Stripe, and indexes the store by object type (see index_store_by_type).
 
 With ``--checkout`` (the demo), it also answers Stripe Checkout Sessions and shows a stand-in
-hosted payment page (see localstripe_checkout.py).
+hosted payment page (see localstripe_checkout.py), and answers Disputes and Files (see
+localstripe_disputes.py).
 
 Usage: python3 tools/run_localstripe.py PORT [--checkout]
 """
@@ -79,6 +80,10 @@ def main():
         import localstripe_checkout
 
         localstripe_checkout.install(server.app)
+
+        import localstripe_disputes
+
+        localstripe_disputes.install(server.app)
     web.run_app(server.app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
