@@ -26,7 +26,7 @@ _logger = logging.getLogger(__name__)
 
 SEEN_TABLE = "crm_payment_drift_seen"
 # Objects staged per chunk (a multiple of the page size: 100).
-CHUNK_SIZE = 1000
+CHUNK_SIZE = 5000
 PHASES = ("charges", "refunds", "disputes")
 # A transaction made in the last minutes may still wait for its Stripe object to be listed.
 RECENT_MARGIN = timedelta(minutes=10)
@@ -295,38 +295,57 @@ class CrmPaymentDriftRun(models.Model):
         """
         audit = "'open', %(uid)s, %(uid)s, %(now)s, %(now)s"
         # Charges and refunds: our transaction by PaymentIntent (charges) or refund id.
+        cr.execute(f"ANALYZE {SEEN_TABLE}")
         cr.execute("DROP TABLE IF EXISTS crm_drift_match")
-        cr.execute(
-            f"""
-            CREATE TEMP TABLE crm_drift_match ON COMMIT DROP AS
+        # Each Stripe object's transaction by an indexed equality (one index probe per object;
+        # the window's objects only, never all the transactions of the account).
+        match = """
             SELECT s.kind, s.stripe_id, s.intent_id, s.amount, s.currency, s.status,
-                   tx.id AS tx_id, tx.state AS tx_state, tx.crm_flow,
+                   tx.id AS tx_id, tx.state AS tx_state,
                    ROUND(ABS(tx.amount) * POWER(10, cur.decimal_places))::bigint AS tx_minor,
                    cur.name AS tx_currency, tx.currency_id,
                    src.id AS source_id, bound.id AS bound_id
-              FROM {SEEN_TABLE} s
-              LEFT JOIN LATERAL (
-                    SELECT t.* FROM payment_transaction t
-                     WHERE t.provider_id = %(provider)s
-                       AND ((s.kind = 'charges' AND t.provider_reference = s.intent_id
-                             AND t.operation != 'refund')
-                         OR (s.kind = 'refunds' AND t.operation = 'refund'
-                             AND (t.provider_reference = s.stripe_id OR t.reference = s.reference)))
-                     ORDER BY t.id LIMIT 1
-              ) tx ON TRUE
+              FROM {seen} s
+              LEFT JOIN LATERAL ({tx}) tx ON TRUE
               LEFT JOIN res_currency cur ON cur.id = tx.currency_id
-              LEFT JOIN LATERAL (
-                    SELECT t.id FROM payment_transaction t
-                     WHERE s.kind = 'refunds' AND t.provider_id = %(provider)s
-                       AND t.provider_reference = s.intent_id AND t.operation != 'refund'
-                       AND t.crm_flow IS NOT NULL
-                     LIMIT 1
-              ) src ON TRUE
+              LEFT JOIN LATERAL ({source}) src ON TRUE
               LEFT JOIN crm_stripe_customer bound
-                     ON s.kind = 'charges' AND bound.provider_id = %(provider)s
+                     ON {bound} AND bound.provider_id = %(provider)s
                     AND bound.stripe_customer_id = s.customer_id
-             WHERE s.run_id = %(run)s AND s.kind IN ('charges', 'refunds')
-            """,  # noqa: S608
+             WHERE s.run_id = %(run)s AND s.kind = '{kind}'
+        """
+        charge_tx = """
+            SELECT t.id, t.state, t.amount, t.currency_id FROM payment_transaction t
+             WHERE t.provider_reference = s.intent_id AND t.provider_id = %(provider)s
+               AND t.operation IS DISTINCT FROM 'refund'
+             ORDER BY t.id LIMIT 1
+        """
+        refund_tx = """
+            SELECT u.* FROM (
+                SELECT t.id, t.state, t.amount, t.currency_id FROM payment_transaction t
+                 WHERE t.provider_reference = s.stripe_id AND t.provider_id = %(provider)s
+                   AND t.operation = 'refund'
+                UNION ALL
+                SELECT t.id, t.state, t.amount, t.currency_id FROM payment_transaction t
+                 WHERE t.reference = s.reference AND t.provider_id = %(provider)s
+                   AND t.operation = 'refund'
+            ) u LIMIT 1
+        """
+        refund_source = """
+            SELECT t.id FROM payment_transaction t
+             WHERE t.provider_reference = s.intent_id AND t.provider_id = %(provider)s
+               AND t.operation IS DISTINCT FROM 'refund' AND t.crm_flow IS NOT NULL
+             LIMIT 1
+        """
+        cr.execute(
+            "CREATE TEMP TABLE crm_drift_match ON COMMIT DROP AS "
+            + match.format(
+                seen=SEEN_TABLE, tx=charge_tx, source="SELECT NULL::int AS id", bound="TRUE", kind="charges"
+            )
+            + " UNION ALL "
+            + match.format(
+                seen=SEEN_TABLE, tx=refund_tx, source=refund_source, bound="FALSE", kind="refunds"
+            ),
             params,
         )
         cr.execute(
@@ -425,11 +444,11 @@ class CrmPaymentDriftRun(models.Model):
                AND (t.provider_reference LIKE 'pi\\_%%' OR t.provider_reference LIKE 're\\_%%')
                AND NOT EXISTS (
                     SELECT 1 FROM {SEEN_TABLE} s
-                     WHERE s.run_id = %(run)s
-                       AND ((t.operation != 'refund' AND s.kind = 'charges'
-                             AND s.intent_id = t.provider_reference)
-                         OR (t.operation = 'refund' AND s.kind = 'refunds'
-                             AND s.stripe_id = t.provider_reference))
+                     WHERE s.run_id = %(run)s AND s.kind = 'charges' AND s.intent_id = t.provider_reference
+               )
+               AND NOT EXISTS (
+                    SELECT 1 FROM {SEEN_TABLE} s
+                     WHERE s.run_id = %(run)s AND s.kind = 'refunds' AND s.stripe_id = t.provider_reference
                )
             """,  # noqa: S608
             params,
