@@ -295,7 +295,7 @@ class CrmPaymentDriftRun(models.Model):
         """
         audit = "'open', %(uid)s, %(uid)s, %(now)s, %(now)s"
         # Charges and refunds: our transaction by PaymentIntent (charges) or refund id.
-        cr.execute(f"ANALYZE {SEEN_TABLE}")
+        cr.execute("ANALYZE crm_payment_drift_seen")
         cr.execute("DROP TABLE IF EXISTS crm_drift_match")
         # Each Stripe object's transaction by an indexed equality (one index probe per object;
         # the window's objects only, never all the transactions of the account).
