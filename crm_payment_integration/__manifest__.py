@@ -34,6 +34,11 @@
         "report/crm_payment_analysis_views.xml",
         "report/crm_revenue_analysis_views.xml",
         "views/res_partner_insight_views.xml",
+        "security/crm_payment_protection_disputes_security.xml",
+        "data/crm_payment_protection_disputes_data.xml",
+        "views/crm_payment_dispute_views.xml",
+        "views/crm_payment_drift_views.xml",
+        "views/res_config_settings_protection_views.xml",
     ],
     "assets": {
         "web.assets_tests": [

@@ -17,3 +17,6 @@ from . import payment_token_insight
 from . import res_partner_insight
 from . import crm_lead_insight
 from . import res_company_insight
+from . import crm_payment_dispute
+from . import crm_payment_event_dispute
+from . import crm_payment_drift

@@ -823,3 +823,20 @@ class AccountMove(models.Model):
                 tx._crm_reconcile_with(self)
                 return _("Payment %s reconciled with the invoice.", tx.reference)
         return tx._crm_apply_payment_intent(intent)
+
+    # === DISPUTES === #
+
+    crm_dispute_count = fields.Integer(
+        string="Disputes",
+        compute="_compute_crm_dispute_count",
+        groups="sales_team.group_sale_salesman,account.group_account_invoice",
+    )
+
+    def _compute_crm_dispute_count(self):
+        counts = dict(
+            self.env["crm.payment.dispute"]._read_group(
+                [("invoice_id", "in", self.ids)], ["invoice_id"], ["__count"]
+            )
+        )
+        for move in self:
+            move.crm_dispute_count = counts.get(move, 0)

@@ -35,3 +35,16 @@ class ResCompany(models.Model):
         default=30.0,
         help="The share of the expected revenue proposed when requesting a deposit.",
     )
+    crm_drift_days = fields.Integer(
+        string="Drift Check Window (days)",
+        default=30,
+        help="The drift check compares the Stripe charges, refunds and disputes of this many "
+        "last days with Odoo's.",
+    )
+    crm_dispute_fee_account_id = fields.Many2one(
+        comodel_name="account.account",
+        string="Dispute Fee Account",
+        check_company=True,
+        help="The expense account Stripe's dispute fees are booked to (by default the first "
+        "expense account of the company).",
+    )

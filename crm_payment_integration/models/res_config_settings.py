@@ -12,3 +12,7 @@ class ResConfigSettings(models.TransientModel):
     crm_payment_deposit_percent = fields.Float(
         related="company_id.crm_payment_deposit_percent", readonly=False
     )
+    crm_drift_days = fields.Integer(related="company_id.crm_drift_days", readonly=False)
+    crm_dispute_fee_account_id = fields.Many2one(
+        related="company_id.crm_dispute_fee_account_id", readonly=False
+    )

@@ -378,3 +378,20 @@ class ResPartner(models.Model):
                 sticky=True,
             )
         return utils.notification(_("%(count)s partner(s) synchronised with Stripe.", count=len(partners)))
+
+    # === DISPUTES === #
+
+    crm_dispute_count = fields.Integer(
+        string="Disputes",
+        compute="_compute_crm_dispute_count",
+        groups="sales_team.group_sale_salesman,account.group_account_invoice",
+    )
+
+    def _compute_crm_dispute_count(self):
+        counts = dict(
+            self.env["crm.payment.dispute"]._read_group(
+                [("partner_id", "in", self.commercial_partner_id.ids)], ["partner_id"], ["__count"]
+            )
+        )
+        for partner in self:
+            partner.crm_dispute_count = counts.get(partner.commercial_partner_id, 0)

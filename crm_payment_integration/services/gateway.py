@@ -11,6 +11,7 @@ id and the error kind are logged.
 """
 
 import hashlib
+import io
 import json
 import logging
 import threading
@@ -22,6 +23,7 @@ from .. import const
 _logger = logging.getLogger(__name__)
 
 STRIPE_API_BASE = "https://api.stripe.com"
+STRIPE_FILES_BASE = "https://files.stripe.com"
 
 
 class StripeGatewayError(Exception):
@@ -215,7 +217,12 @@ class StripeGateway:
         return stripe.StripeClient(
             self.api_key,
             stripe_version=const.API_VERSION,
-            base_addresses={"api": self.api_base},
+            # Uploads go to Stripe's files host; a stand-in (localstripe, a test's HTTP client)
+            # answers both at its own base.
+            base_addresses={
+                "api": self.api_base,
+                "files": STRIPE_FILES_BASE if self.is_stripe else self.api_base,
+            },
             max_network_retries=self.max_network_retries,
             http_client=http_client,
         )
@@ -406,6 +413,67 @@ class StripeGateway:
 
     def detach_payment_method(self, payment_method_id):
         return self._call("payment_method.detach", self.client.v1.payment_methods.detach, payment_method_id)
+
+    # --- disputes -------------------------------------------------------------------------
+
+    def retrieve_dispute(self, dispute_id):
+        """Return the dispute (with its balance transactions), or ``None`` when Stripe has none."""
+        return self._call_or_none("dispute.retrieve", self.client.v1.disputes.retrieve, dispute_id)
+
+    def update_dispute(self, dispute_id, evidence, submit=False):
+        """Send evidence for a dispute (``submit``: final, Stripe forwards it to the bank).
+
+        :param dict evidence: Stripe's ``evidence`` fields (strings; files as ``file_...`` ids)
+        """
+        params = {"evidence": evidence}
+        if submit:
+            params["submit"] = True
+        return self._call("dispute.update", self.client.v1.disputes.update, dispute_id, params=params)
+
+    def upload_file(self, content, filename, purpose, idempotency_key):
+        """Upload a file (multipart, to Stripe's files host) and return the File object.
+
+        :param bytes content: the file's bytes
+        :param str filename: the name Stripe shows
+        :param str purpose: e.g. ``dispute_evidence``
+        """
+        stream = io.BytesIO(content)
+        stream.name = filename
+        return self._create(
+            "file.create",
+            self.client.v1.files.create,
+            params={"purpose": purpose, "file": stream},
+            idempotency_key=idempotency_key,
+        )
+
+    # --- streamed listings (drift check) ---------------------------------------------------
+
+    def iter_objects(self, kind, created_after, created_before=None, starting_after=None, page_size=100):
+        """Yield the charges, refunds or disputes created in a window, page after page, as
+        plain dicts (one page in memory at a time; :meth:`_list` keeps them all).
+
+        :param str kind: ``charges``, ``refunds`` or ``disputes``
+        :param int created_after: Unix time; objects created strictly after it
+        :param int created_before: Unix time; objects created at or before it (optional)
+        :param str starting_after: the id after which to resume a listing
+        """
+        service = {
+            "charges": self.client.v1.charges,
+            "refunds": self.client.v1.refunds,
+            "disputes": self.client.v1.disputes,
+        }[kind]
+        created = {"gt": int(created_after)}
+        params = {"limit": page_size, "created": created}
+        if starting_after:
+            params["starting_after"] = starting_after
+        try:
+            for item in service.list(params=params).auto_paging_iter():
+                obj = item.to_dict()
+                if created_before is not None and obj.get("created", 0) > created_before:
+                    continue
+                yield obj
+        except stripe.StripeError as error:
+            raise classify_stripe_error(error, operation=f"{kind}.list") from None
 
     # --- Stripe Billing (read, and cancel from Odoo) ----------------------------------------
 

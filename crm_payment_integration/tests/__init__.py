@@ -20,3 +20,5 @@ from . import test_worker_limits
 from . import test_access
 from . import test_review_fixes
 from . import test_insight
+from . import test_disputes
+from . import test_drift

@@ -64,6 +64,10 @@ EXPECTATIONS = {
     ("crm.payment.refund.wizard", "action_refund"): "_case_refund_wizard",
     ("crm.payment.request.wizard", "action_confirm"): "_case_request_wizard",
     ("crm.subscription.cancel.wizard", "action_confirm"): "_case_cancel_wizard",
+    ("crm.payment.dispute", "action_crm_submit_evidence"): "_case_dispute_evidence",
+    ("crm.payment.dispute", "action_crm_refresh"): "_case_dispute_refresh",
+    ("crm.payment.dispute.evidence.wizard", "action_submit"): "_case_evidence_wizard",
+    ("crm.payment.drift", "action_crm_repair"): "_case_drift_repair",
 }
 
 
@@ -522,6 +526,82 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             self._wizard(model, self.sales_own, values),
             refused=(self.sales_own,),
             covered_by="test_backoffice_ux (a salesperson cancels their subscription at period end)",
+        )
+
+    def _dispute(self):
+        """A dispute of customer A's payment; its salesperson is sales_other."""
+        return (
+            self.env["crm.payment.dispute"]
+            .sudo()
+            .create(
+                {
+                    "stripe_dispute_id": "dp_acc_" + str(self._pending_charge().id),
+                    "provider_id": self.provider.id,
+                    "company_id": self.company.id,
+                    "partner_id": self.customer_a.id,
+                    "user_id": self.sales_other.id,
+                    "amount": 40.0,
+                    "currency_id": self.company.currency_id.id,
+                    "state": "needs_response",
+                }
+            )
+            .sudo(False)
+        )
+
+    def _case_dispute_evidence(self, model, method):
+        return Case(
+            self._dispute(),
+            refused=(self.sales_own, self.billing_2, self.portal_a),
+            allowed=self.billing_1,
+        )
+
+    def _case_dispute_refresh(self, model, method):
+        return Case(
+            self._dispute(),
+            refused=(self.sales_own, self.billing_2, self.portal_a),
+            covered_by="test_disputes.test_read_again_from_stripe (an accountant re-reads a dispute)",
+        )
+
+    def _case_evidence_wizard(self, model, method):
+        return Case(
+            self._wizard(model, self.sales_own, {"dispute_id": self._dispute().id}),
+            refused=(self.sales_own,),
+            covered_by="test_disputes.test_created_evidence_submitted_then_won",
+        )
+
+    def _case_drift_repair(self, model, method):
+        run = (
+            self.env["crm.payment.drift.run"]
+            .sudo()
+            .create(
+                {
+                    "provider_id": self.provider.id,
+                    "company_id": self.company.id,
+                    "date_from": "2026-01-01 00:00:00",
+                    "date_to": "2026-01-31 00:00:00",
+                    "state": "done",
+                }
+            )
+        )
+        line = (
+            self.env[model]
+            .sudo()
+            .create(
+                {
+                    "run_id": run.id,
+                    "company_id": self.company.id,
+                    "provider_id": self.provider.id,
+                    "object_type": "charges",
+                    "stripe_id": "pi_acc_ghost",
+                    "kind": "missing_in_stripe",
+                    "odoo_amount": 1000,
+                }
+            )
+        )
+        return Case(
+            line.sudo(False),
+            refused=(self.sales_all, self.billing_2, self.portal_a),
+            allowed=self.billing_1,
         )
 
     # === A STRIPE-BILLED SUBSCRIPTION: THE PORTAL CANNOT CANCEL IT OVER RPC === #

@@ -69,6 +69,10 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
         ("res.partner", "action_crm_view_subscriptions"): "_setup_partner_window",
         ("res.partner", "action_crm_view_tokens"): "_setup_partner_window",
         ("res.partner", "action_crm_view_transactions"): "_setup_partner_window",
+        ("crm.payment.dispute", "action_crm_submit_evidence"): "_setup_dispute_evidence",
+        ("crm.payment.dispute", "action_crm_refresh"): "_setup_dispute_refresh",
+        ("crm.payment.dispute.evidence.wizard", "action_submit"): "_setup_evidence_wizard",
+        ("crm.payment.drift", "action_crm_repair"): "_setup_drift_repair",
     }
 
     @classmethod
@@ -333,6 +337,76 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
         return self.partner, check
 
     # --- tests -----------------------------------------------------------------------------
+
+    def _dispute(self, status="needs_response"):
+        """A dispute Stripe opened on a charged invoice (answered at the HTTP boundary)."""
+        from .common_protection import FakeDisputes, dispute_object
+
+        # Stripe's disputes answered too, from now on (later set-ups still use self.stripe).
+        stripe = self.stripe = self._crm_use_http(FakeDisputes())
+        invoice = self._charged_invoice(40.0)
+        tx = invoice.transaction_ids
+        intent = self.gateway.retrieve_payment_intent(tx.provider_reference)
+        charge = intent["latest_charge"]
+        remote = dispute_object(
+            charge["id"] if isinstance(charge, dict) else charge, tx.provider_reference, 4000, status=status
+        )
+        remote["currency"] = tx.currency_id.name.lower()
+        stripe.disputes[remote["id"]] = remote
+        dispute, __ = self.env["crm.payment.dispute"]._crm_apply_stripe_dispute(
+            self.provider.sudo(), dict(remote)
+        )
+        return dispute, remote, stripe
+
+    def _setup_dispute_evidence(self, method):
+        dispute, __, __ = self._dispute()
+        return dispute, self._window("crm.payment.dispute.evidence.wizard")
+
+    def _setup_dispute_refresh(self, method):
+        dispute, remote, __ = self._dispute()
+        remote["status"] = "won"
+
+        def check(result):
+            self.assertIs(result, True)
+            self.assertEqual(dispute.state, "won")
+
+        return dispute, check
+
+    def _setup_evidence_wizard(self, method):
+        dispute, __, stripe = self._dispute()
+        wizard = (
+            self.env["crm.payment.dispute.evidence.wizard"]
+            .with_user(self.integrator)
+            .create({"dispute_id": dispute.id})
+        )
+
+        def check(result):
+            self._notified("Evidence submitted")(result)
+            self.assertEqual(dispute.state, "under_review")
+            self.assertEqual(len(stripe.posts_to("/v1/files")), 1)
+
+        return wizard, check
+
+    def _setup_drift_repair(self, method):
+        from .common_protection import FakeDisputes
+
+        self.stripe = self._crm_use_http(FakeDisputes())
+        invoice = self._charged_invoice(25.0)
+        tx = invoice.transaction_ids
+        self.env.cr.execute("UPDATE payment_transaction SET amount = 20.0 WHERE id = %s", [tx.id])
+        tx.invalidate_recordset()
+        run = self.env["crm.payment.drift.run"]._crm_start(self.provider.sudo())
+        from ..services.budget import TimeBudget
+
+        run._crm_continue(TimeBudget(), commit=False)
+        line = run.line_ids.filtered(lambda ln: ln.transaction_id == tx)
+        self.assertEqual(line.kind, "amount_differs")
+
+        def check(result):
+            self._notified("0 difference(s) repaired")(result)
+            self.assertEqual(line.state, "explained")
+
+        return line, check
 
     def test_setups_cover_every_public_method(self):
         """A public method added without a set-up here fails this test."""
