@@ -2,7 +2,7 @@
     "name": "CRM Payments for Stripe",
     "summary": "Stripe in Odoo CRM, invoicing and portal: one customer per partner, "
     "saved payment methods and a webhook ledger that never loses an event",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Accounting/Payment Providers",
     "license": "LGPL-3",
     "author": "crm_payment_integration developers",
@@ -29,6 +29,10 @@
         "views/crm_subscription_views.xml",
         "views/crm_subscription_portal_templates.xml",
         "views/crm_payment_menus.xml",
+        "security/crm_subscription_insight_security.xml",
+        "data/ir_cron_insight_data.xml",
+        "views/crm_subscription_insight_views.xml",
+        "views/res_partner_subscription_insight_views.xml",
     ],
     "assets": {
         "web.assets_tests": [

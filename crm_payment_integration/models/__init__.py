@@ -12,3 +12,12 @@ from . import res_config_settings
 from . import crm_subscription
 from . import crm_subscription_template
 from . import crm_subscription_stripe
+from . import crm_subscription_movement
+from . import crm_subscription_with_movements
+from . import crm_subscription_metric
+from . import res_company_insight
+from . import res_config_settings_insight
+from . import res_partner_subscription_insight
+from . import payment_transaction_insight
+from . import crm_revenue_forecast
+from . import crm_lead_insight
