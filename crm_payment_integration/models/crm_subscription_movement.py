@@ -74,10 +74,13 @@ class CrmSubscriptionMovement(models.Model):
     mrr_after = fields.Monetary(
         string="Subscription MRR After",
         readonly=True,
-        help="The subscription's MRR after, company currency at the rate of the movement's date.",
+        help="The subscription's MRR after (before plus the change), company currency.",
     )
     mrr_change = fields.Monetary(
-        string="MRR Change", readonly=True, help="MRR after minus MRR before, company currency."
+        string="MRR Change",
+        readonly=True,
+        help="The change of the subscription's monthly amount, converted into the company currency "
+        "at the rate of the movement's date (all of its MRR when it drops to 0).",
     )
     customer_mrr_before = fields.Monetary(
         readonly=True, help="The customer's MRR (all subscriptions) before."
@@ -134,17 +137,23 @@ class CrmSubscriptionMovement(models.Model):
         on ``day``; return the movement, or an empty recordset when nothing changed in the
         company currency.
 
-        The MRR after is the amount converted at ``day``'s rate; the change is measured against
-        the MRR logged last (so a subscription in another currency carries the revaluation of
-        its previous MRR into its next movement: the customer's MRR always sums its movements).
+        The change is the change of the monthly amount converted at ``day``'s rate; the MRR
+        after is the MRR logged last plus the change; a subscription whose MRR drops to 0 takes
+        out all of its logged MRR (so the customer's MRR always sums its movements, and a
+        subscription in another currency that ends leaves nothing behind).
         """
         company = subscription.company_id
         currency = company.currency_id
-        before = self._crm_last_logged(subscription.ids).get(subscription.id, (0.0, 0.0))[1]
-        after = currency.round(
-            subscription.currency_id._convert(amount_currency, currency, company, day, round=False)
-        )
-        change = currency.round(after - before)
+        before_currency, before = self._crm_last_logged(subscription.ids).get(subscription.id, (0.0, 0.0))
+        if subscription.currency_id.is_zero(amount_currency):
+            change = -before
+        else:
+            change = currency.round(
+                subscription.currency_id._convert(
+                    amount_currency - before_currency, currency, company, day, round=False
+                )
+            )
+        after = currency.round(before + change)
         if currency.is_zero(change):
             return self.browse()
         partner = subscription.partner_id.commercial_partner_id
@@ -224,24 +233,25 @@ class CrmSubscriptionMovement(models.Model):
         for subscription in subscriptions:
             steps = sorted(tracked.get(subscription.id, []))
             if steps:
-                for day, __, state in steps:
-                    events.append((day, subscription.id, state))
+                for day, message_id, state in steps:
+                    events.append((day, message_id, subscription.id, state))
                 continue
             if subscription.state in ("trial",):
                 continue
             start = max(subscription.start_date, subscription.trial_end_date or subscription.start_date)
-            events.append((start, subscription.id, "active"))
+            events.append((start, 0, subscription.id, "active"))
             if subscription.state in ("cancelled", "expired"):
                 end = (
                     subscription.end_date + relativedelta(days=1)
                     if subscription.end_date
                     else subscription.write_date.date()
                 )
-                events.append((max(end, start), subscription.id, subscription.state))
+                events.append((max(end, start), 0, subscription.id, subscription.state))
             elif subscription.state == "paused":
-                events.append((subscription.write_date.date(), subscription.id, "paused"))
+                events.append((max(subscription.write_date.date(), start), 0, subscription.id, "paused"))
         count = 0
-        for day, subscription_id, state in sorted(events):
+        # By day, then in the order the chatter wrote them (untracked: the start first).
+        for day, __, subscription_id, state in sorted(events, key=lambda e: (e[0], e[1], e[3] != "active")):
             subscription = Subscription.browse(subscription_id)
             amount = subscription._crm_monthly_amount(state)
             last = self._crm_last_logged([subscription_id]).get(subscription_id, (0.0, 0.0))[0]

@@ -251,6 +251,7 @@ UPDATE res_partner p
                 "crm_predicted_ltv",
                 "crm_churn_risk",
                 "crm_churn_risk_reasons",
+                "crm_churn_at_risk",
             ]
         )
         return updated
