@@ -1,7 +1,8 @@
-"""The revenue forecast: the next 12 months of recurring revenue (from the subscriptions that
-exist) and of total revenue (from the monthly invoiced history), with the last 24 months of
-actual revenue beside them. Rows are rebuilt by :meth:`_crm_refresh` (opening the report, and
-the nightly cron); figures in the company currency, untaxed."""
+"""The revenue forecast: the next 12 months of recurring revenue (MRR, from the subscriptions
+that exist) and of total revenue (invoiced, from the monthly history), with the last 24 months
+of actual figures beside them (MRR at each month's end from the movement log; invoiced
+revenue). Rows are rebuilt by :meth:`_crm_refresh` (opening the report, and the nightly cron);
+figures in the company currency, untaxed."""
 
 from dateutil.relativedelta import relativedelta
 
@@ -24,7 +25,9 @@ class CrmRevenueForecast(models.Model):
     currency_id = fields.Many2one(related="company_id.currency_id")
     month = fields.Date(required=True, readonly=True)
     series = fields.Selection(
-        [("recurring", "Recurring Revenue"), ("total", "Total Revenue")], required=True, readonly=True
+        [("recurring", "Recurring Revenue (MRR)"), ("total", "Total Revenue (Invoiced)")],
+        required=True,
+        readonly=True,
     )
     kind = fields.Selection([("actual", "Actual"), ("forecast", "Forecast")], required=True, readonly=True)
     amount = fields.Monetary(readonly=True, help="Untaxed, company currency.")
@@ -32,11 +35,10 @@ class CrmRevenueForecast(models.Model):
     # === SOURCES === #
 
     @api.model
-    def _crm_monthly_revenue(self, company, first, last, subscriptions_only=False):
+    def _crm_monthly_revenue(self, company, first, last):
         """Return the invoiced revenue of each month from ``first`` to ``last`` (first days),
         oldest first: posted customer invoices minus credit notes, untaxed product lines, in the
-        company currency (the journal items' balance); only subscription invoices (recurring
-        revenue) with ``subscriptions_only``."""
+        company currency (the journal items' balance)."""
         self.env["account.move.line"].flush_model()
         self.env.cr.execute(
             """SELECT gs::date, COALESCE(SUM(-aml.balance), 0)
@@ -45,10 +47,9 @@ class CrmRevenueForecast(models.Model):
                    ON am.company_id = %s AND am.state = 'posted'
                   AND am.move_type IN ('out_invoice', 'out_refund')
                   AND am.date >= gs AND am.date < gs + INTERVAL '1 month'
-                  AND (NOT %s OR am.crm_subscription_id IS NOT NULL)
             LEFT JOIN account_move_line aml ON aml.move_id = am.id AND aml.display_type = 'product'
              GROUP BY gs ORDER BY gs""",
-            [first, last, company.id, subscriptions_only],
+            [first, last, company.id],
         )
         return [(row[0], float(row[1])) for row in self.env.cr.fetchall()]
 
@@ -85,15 +86,15 @@ class CrmRevenueForecast(models.Model):
 
     @api.model
     def _crm_recurring_forecast(self, company, today):
-        """Return ``{month: amount}`` for ``today``'s month and the 11 after: each running
-        subscription's invoices still to come on its schedule (from its next invoice date, every
-        interval, until its end date), converted at today's rate, × the trial conversion rate
-        for a trial, × (1 - monthly churn)^k in the k-th month after today's (k = 0 this month).
-        Paused, cancelled, expired: nothing."""
+        """Return ``{month: MRR}`` for ``today``'s month and the 11 after, from the running
+        subscriptions: each one's monthly amount (untaxed amount / months per period) converted
+        at today's rate, counted in the months it runs (from the month of its start; a trial
+        from the month its trial ends, × the trial conversion rate; until its end date), ×
+        (1 - monthly churn)^k in the k-th month after today's (k = 0 this month). Paused,
+        cancelled and expired subscriptions count nothing."""
         self.env["crm.subscription"].flush_model()
         churn, conversion = self._crm_trailing_rates(company, today)
         first = today.replace(day=1)
-        end = first + relativedelta(months=HORIZON)
         self.env.cr.execute(
             "SELECT DISTINCT currency_id FROM crm_subscription WHERE company_id = %s", [company.id]
         )
@@ -107,30 +108,32 @@ class CrmRevenueForecast(models.Model):
         if not factors:
             return {}
         self.env.cr.execute(
-            """SELECT date_trunc('month', d)::date AS month,
+            """SELECT gs::date AS month,
                       SUM(s.amount_untaxed * f.factor
+                          / (s.interval_number * CASE s.interval_unit WHEN 'day' THEN 12 / 365.0
+                                                                      WHEN 'week' THEN 12 / 52.0
+                                                                      WHEN 'year' THEN 12.0
+                                                                      ELSE 1.0 END)
                           * CASE WHEN s.state = 'trial' THEN %(conversion)s ELSE 1 END
                           * power(1 - %(churn)s,
-                                  (date_part('year', d) - date_part('year', %(today)s::date)) * 12
-                                  + date_part('month', d) - date_part('month', %(today)s::date)))
+                                  (date_part('year', gs) - date_part('year', %(first)s::date)) * 12
+                                  + date_part('month', gs) - date_part('month', %(first)s::date)))
                  FROM crm_subscription s
                  JOIN unnest(%(currencies)s::int[], %(factors)s::float8[]) AS f(currency_id, factor)
                    ON f.currency_id = s.currency_id
-                CROSS JOIN LATERAL generate_series(
-                      s.next_invoice_date,
-                      %(end)s::date - 1,
-                      (s.interval_number || ' ' || s.interval_unit)::interval) d
+           CROSS JOIN generate_series(%(first)s::date, %(first)s::date + INTERVAL '11 months',
+                                      INTERVAL '1 month') gs
                 WHERE s.company_id = %(company)s AND s.state IN ('trial', 'active', 'past_due')
-                  AND s.next_invoice_date IS NOT NULL
-                  AND d >= %(first)s AND (s.end_date IS NULL OR d <= s.end_date)
+                  AND s.interval_number > 0
+                  AND s.start_date < gs + INTERVAL '1 month'
+                  AND (s.state != 'trial' OR s.trial_end_date < gs + INTERVAL '1 month')
+                  AND (s.end_date IS NULL OR s.end_date >= gs)
              GROUP BY 1""",
             {
                 "conversion": conversion,
                 "churn": churn,
-                "today": today,
                 "currencies": [f[0] for f in factors],
                 "factors": [f[1] for f in factors],
-                "end": end,
                 "first": first,
                 "company": company.id,
             },
@@ -164,14 +167,13 @@ class CrmRevenueForecast(models.Model):
                 rows.append((company, month + relativedelta(months=h), "total", "forecast", amount))
             for first_day, amount in sorted(self._crm_recurring_forecast(company, day).items()):
                 rows.append((company, first_day, "recurring", "forecast", amount))
-            recurring = self._crm_monthly_revenue(
-                company,
-                month - relativedelta(months=SHOWN_HISTORY),
-                month - relativedelta(months=1),
-                subscriptions_only=True,
+            self.env.cr.execute(
+                """SELECT month, mrr FROM crm_subscription_metric
+                    WHERE company_id = %s AND month >= %s AND month < %s ORDER BY month""",
+                [company.id, month - relativedelta(months=SHOWN_HISTORY), month],
             )
-            for first_day, amount in recurring:
-                rows.append((company, first_day, "recurring", "actual", amount))
+            for first_day, mrr in self.env.cr.fetchall():
+                rows.append((company, first_day, "recurring", "actual", mrr))
         rows = [(c, m, s, k, c.currency_id.round(a)) for c, m, s, k, a in rows]
         self.sudo().search([("company_id", "in", companies.ids)]).unlink()
         return self.sudo().create(

@@ -480,8 +480,8 @@ class TestForecast(InsightCommon):
         gone = self._start(self._customer("Gone", company), 100.0, date(2026, 1, 10), company=company)
         self._on(gone, date(2026, 6, 10)).action_cancel()
         start = date(2026, 12, 1)
-        # Monthly 100 billed from 15 January 2027; yearly 1,200 on 1 March; 30 a month from
-        # January to its end in March; a 50 a month trial ending on 1 February.
+        # Monthly 100 from 15 January 2027; yearly 1,200 from 1 March; 30 a month from January
+        # to its end in March; a 50 a month trial ending on 1 February.
         self._start(
             self._customer("Monthly", company), 100.0, start, company=company, start_date=date(2027, 1, 15)
         )
@@ -517,8 +517,9 @@ class TestForecast(InsightCommon):
         self.assertNotIn(date(2026, 12, 1), got)
         self.assertAlmostEqual(got[date(2027, 1, 1)], round((100 + 30) * survival[1], 2))  # 104
         self.assertAlmostEqual(got[date(2027, 2, 1)], round((100 + 30 + 50) * survival[2], 2))  # 115.2
-        self.assertAlmostEqual(got[date(2027, 3, 1)], round((100 + 30 + 50 + 1200) * survival[3], 2))
-        self.assertAlmostEqual(got[date(2027, 4, 1)], round((100 + 50) * survival[4], 2))
+        # The yearly one counts 1,200 / 12 a month from March; the ending one until March.
+        self.assertAlmostEqual(got[date(2027, 3, 1)], round((100 + 30 + 50 + 100) * survival[3], 2))
+        self.assertAlmostEqual(got[date(2027, 4, 1)], round((100 + 50 + 100) * survival[4], 2))
         rows = Forecast._crm_refresh(company, today=today)
         recurring = rows.filtered(lambda r: r.series == "recurring" and r.kind == "forecast")
         self.assertEqual(recurring.filtered(lambda r: r.month == date(2027, 1, 1)).amount, 104.0)
