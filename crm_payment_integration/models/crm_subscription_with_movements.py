@@ -6,6 +6,9 @@ from odoo import api, fields, models
 from .crm_subscription import MONTHS_PER_UNIT
 from .crm_subscription_movement import COUNTED_STATES
 
+# What a subscription's MRR depends on (see crm.subscription._compute_mrr).
+MRR_FIELDS = {"state", "line_ids", "interval_unit", "interval_number", "currency_id", "company_id"}
+
 
 class CrmSubscription(models.Model):
     """The hook: every change of a subscription ends in :meth:`_crm_log_mrr`."""
@@ -91,6 +94,8 @@ class CrmSubscription(models.Model):
 
     def write(self, vals):
         """Log the MRR movements the change makes (see :meth:`_crm_log_mrr`)."""
+        if not MRR_FIELDS & set(vals):
+            return super().write(vals)
         old_states = {subscription.id: subscription.state for subscription in self}
         res = super(CrmSubscription, self.with_context(crm_mrr_defer=True)).write(vals)
         self._crm_log_mrr(old_states)

@@ -83,14 +83,31 @@ class ResPartner(models.Model):
 
     @api.model
     def _crm_trailing_logo_churn(self, company, today):
-        """Return the company's monthly logo churn rate over the last 12 complete months
-        (churned customers / customers at the start of each month, summed), a fraction."""
+        """Return the company's monthly logo churn rate over the last 12 complete months: churn
+        movements in those months ÷ the sum of each month's customers at its start, a fraction
+        (as the metrics report sums them).
+
+        One pass over the movements: a month's customers at start counts the new and
+        reactivation movements (+1) and churn movements (-1) of the months before it, so each
+        movement counts once per window month after its own month.
+        """
         month = today.replace(day=1)
         self.env.cr.execute(
-            """SELECT COALESCE(SUM(churned_customers), 0), COALESCE(SUM(customers_start), 0)
-                 FROM crm_subscription_metric
-                WHERE company_id = %s AND month >= %s AND month < %s""",
-            [company.id, month - relativedelta(months=12), month],
+            """SELECT COUNT(*) FILTER (WHERE kind = 'churn' AND date >= %(start)s AND date < %(end)s),
+                      COALESCE(SUM(CASE kind WHEN 'churn' THEN -1 WHEN 'new' THEN 1 WHEN 'reactivation' THEN 1
+                                             ELSE 0 END
+                                   * LEAST(12, GREATEST(0, 11 - ((date_part('year', date) - %(y)s) * 12
+                                                                 + date_part('month', date) - %(m)s)))), 0)
+                 FROM crm_subscription_movement
+                WHERE company_id = %(company)s AND date < %(end)s
+                  AND kind IN ('new', 'reactivation', 'churn')""",
+            {
+                "start": month - relativedelta(months=12),
+                "end": month,
+                "y": (month - relativedelta(months=12)).year,
+                "m": (month - relativedelta(months=12)).month,
+                "company": company.id,
+            },
         )
         churned, base = self.env.cr.fetchone()
         return churned / base if base else 0.0

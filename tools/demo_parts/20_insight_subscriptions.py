@@ -39,7 +39,7 @@ for months_ago, rate in ((36, 0.90), (12, 0.92), (0, 0.95)):
             "company_id": insight_env.company.id,
         }
     )
-insight_countries = [insight_env.ref(x) for x in ("base.us", "base.be", "base.fr", "base.de", "base.gb")]
+insight_countries = [insight_env.ref(x) for x in ("base.us", "base.be", "base.fr", "base.de", "base.uk")]
 
 
 def insight_on(record, day):
