@@ -193,9 +193,10 @@ class CrmSubscriptionMovement(models.Model):
         order.
 
         Reconstructed: each change of state in the chatter's tracking (the state field is
-        tracked since 1.0), dated by its message; without tracking, the start date (the trial's
-        end when there was one) and, for a cancelled or expired subscription, the day after its
-        end date (else the day of its last change). Not reconstructable: amounts before today
+        tracked since 1.0), dated by its message, the state before the first one holding from
+        the start date (the trial's end when there was one); without tracking, the start date
+        and, for a cancelled or expired subscription, the day after its end date (else the day
+        of its last change). Not reconstructable: amounts before today
         (line changes are not tracked): every movement uses the subscription's current lines.
 
         :return: the number of movements written
@@ -228,17 +229,24 @@ class CrmSubscriptionMovement(models.Model):
             message = value.mail_message_id
             state = labels.get(value.new_value_char)
             if state:
-                tracked.setdefault(message.res_id, []).append((message.date.date(), message.id, state))
+                tracked.setdefault(message.res_id, []).append(
+                    (message.date.date(), message.id, labels.get(value.old_value_char), state)
+                )
         events = []
         for subscription in subscriptions:
             steps = sorted(tracked.get(subscription.id, []))
+            start = max(subscription.start_date, subscription.trial_end_date or subscription.start_date)
             if steps:
-                for day, message_id, state in steps:
+                # The state before the first tracked change held from the start (a subscription
+                # started in the request that created it has no tracking of its start).
+                first_state = steps[0][2]
+                if first_state in COUNTED_STATES:
+                    events.append((min(start, steps[0][0]), 0, subscription.id, first_state))
+                for day, message_id, __, state in steps:
                     events.append((day, message_id, subscription.id, state))
                 continue
             if subscription.state in ("trial",):
                 continue
-            start = max(subscription.start_date, subscription.trial_end_date or subscription.start_date)
             events.append((start, 0, subscription.id, "active"))
             if subscription.state in ("cancelled", "expired"):
                 end = (

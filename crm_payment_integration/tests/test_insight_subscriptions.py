@@ -177,17 +177,25 @@ class TestMrrMovements(InsightCommon):
     def test_rebuild_from_the_chatter(self):
         customer = self._customer("History Ltd")
         subscription = self._start(customer, 70.0, date(2025, 1, 1))
+        self.env.cr.flush()  # the chatter's tracking is written at commit
         subscription.action_cancel()
-        self.env.flush_all()
+        self.env.cr.flush()
+        # Started in the request that created it: only the cancellation is tracked.
+        (tracked,) = subscription.message_ids.filtered("tracking_value_ids")
+        self.assertEqual(tracked.tracking_value_ids.new_value_char, "Cancelled")
         self.env.cr.execute(
             "DELETE FROM crm_subscription_movement WHERE subscription_id = %s", [subscription.id]
         )
         self.env.invalidate_all()
         self.assertEqual(self.Movement._crm_rebuild(subscription), 2)
         rebuilt = self._movements(customer)
-        self.assertEqual(rebuilt.mapped("kind"), ["new", "churn"])
-        self.assertEqual(rebuilt.mapped("source"), ["rebuild", "rebuild"])
-        self.assertEqual(rebuilt.mapped("mrr_change"), [70.0, -70.0])
+        self.assertEqual(
+            [(m.date, m.kind, m.source, m.mrr_change) for m in rebuilt],
+            [
+                (date(2025, 1, 1), "new", "rebuild", 70.0),  # active from its start
+                (tracked.date.date(), "churn", "rebuild", -70.0),  # the tracked cancellation
+            ],
+        )
         self.assertEqual(self.Movement._crm_rebuild(subscription), 0, "rebuilt once")
         # Without tracking (a subscription written in SQL): its start and its end date.
         other = self._start(self._customer("Quiet Ltd"), 30.0, date(2025, 2, 1))
