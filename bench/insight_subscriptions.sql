@@ -3,7 +3,7 @@
 -- :provider with card method :method) and 3 years of their MRR movements, classified per
 -- customer as the add-on does; 100,000 payment transactions (8 % failed) for the churn signals.
 -- Seeded: the same data every run.
-SELECT setseed(0.2026);
+DO $$ BEGIN PERFORM setseed(0.2026); END $$;
 
 INSERT INTO res_partner (name, complete_name, active, is_company, type, autopost_bills, create_date, write_date)
 SELECT 'Bench Customer ' || g, 'Bench Customer ' || g, true, true, 'contact', 'ask', now(), now()
@@ -46,6 +46,9 @@ SELECT n, LEAST(start_date + 800 + (r2 * 200)::int, CURRENT_DATE), 4,
        round(qty * price * CASE unit WHEN 'year' THEN 10 / 12.0 ELSE 1 END, 2), 'reactivation'
   FROM bs WHERE r > 0.78 AND r <= 0.80;
 
+CREATE INDEX ON ev (n, date, seq);
+ANALYZE ev;
+ANALYZE bs;
 INSERT INTO crm_subscription (name, partner_id, company_id, currency_id, interval_number, interval_unit, state,
                               managed_by, start_date, amount_untaxed, mrr, next_invoice_date, billing_anchor_date,
                               end_date, end_by_cancellation, dunning_attempts, create_date, write_date)

@@ -218,20 +218,38 @@ WITH changes AS (
       FROM changes
   GROUP BY 1, 2
 ), spans AS (
-    SELECT ch.company_id, ch.partner_id, cu.cohort_month, ch.month,
-           SUM(ch.change) OVER (PARTITION BY ch.company_id, ch.partner_id ORDER BY ch.month) AS mrr,
-           COALESCE(LEAD(ch.month) OVER (PARTITION BY ch.company_id, ch.partner_id ORDER BY ch.month),
-                    date_trunc('month', CURRENT_DATE)::date + INTERVAL '1 month') AS until
+    -- The customer's MRR from each month with a change until the next one (excluded).
+    SELECT ch.company_id, cu.cohort_month, ch.month,
+           SUM(ch.change) OVER w AS mrr, LEAD(ch.month) OVER w AS until
       FROM changes ch JOIN customer cu ON cu.company_id = ch.company_id AND cu.partner_id = ch.partner_id
      WHERE cu.cohort_month IS NOT NULL AND ch.month >= cu.cohort_month
-), cells AS (
-    SELECT s.company_id, s.cohort_month,
-           ((date_part('year', gs) - date_part('year', s.cohort_month)) * 12
-            + date_part('month', gs) - date_part('month', s.cohort_month))::int AS months_since,
-           COUNT(*) AS customers, SUM(s.mrr) AS mrr
-      FROM spans s, generate_series(s.month, s.until - INTERVAL '1 month', INTERVAL '1 month') gs
-     WHERE s.mrr > 0
+    WINDOW w AS (PARTITION BY ch.company_id, ch.partner_id ORDER BY ch.month)
+), deltas AS (
+    -- A paying span adds its customer and MRR from its first month and takes them off at its end.
+    SELECT company_id, cohort_month, month AS at, 1 AS customers, mrr FROM spans WHERE mrr > 0
+     UNION ALL
+    SELECT company_id, cohort_month, until, -1, -mrr FROM spans WHERE mrr > 0 AND until IS NOT NULL
+), steps AS (
+    SELECT company_id, cohort_month,
+           ((date_part('year', at) - date_part('year', cohort_month)) * 12
+            + date_part('month', at) - date_part('month', cohort_month))::int AS months_since,
+           SUM(customers) AS customers, SUM(mrr) AS mrr
+      FROM deltas
   GROUP BY 1, 2, 3
+), grid AS (
+    SELECT c.company_id, c.cohort_month, gs::int AS months_since
+      FROM (SELECT DISTINCT company_id, cohort_month FROM customer WHERE cohort_month IS NOT NULL) c,
+           generate_series(0, ((date_part('year', CURRENT_DATE) - date_part('year', c.cohort_month)) * 12
+                               + date_part('month', CURRENT_DATE) - date_part('month', c.cohort_month))::int) gs
+), running AS (
+    SELECT g.company_id, g.cohort_month, g.months_since,
+           SUM(COALESCE(st.customers, 0)) OVER r AS customers, SUM(COALESCE(st.mrr, 0)) OVER r AS mrr
+      FROM grid g
+ LEFT JOIN steps st ON st.company_id = g.company_id AND st.cohort_month = g.cohort_month
+                   AND st.months_since = g.months_since
+    WINDOW r AS (PARTITION BY g.company_id, g.cohort_month ORDER BY g.months_since)
+), cells AS (
+    SELECT * FROM running WHERE customers > 0
 )
 SELECT row_number() OVER (ORDER BY c.company_id, c.cohort_month, c.months_since) AS id,
        c.company_id, co.currency_id, c.cohort_month, c.months_since,
