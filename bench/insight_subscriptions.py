@@ -62,7 +62,7 @@ orm_time, groups = bench_best(
 )
 BENCH_MOVEMENTS_SQL = """
 WITH flows AS (
-    SELECT date_trunc('month', date)::date AS month, SUM(mrr_change) AS net,
+    SELECT date_trunc('month', date::timestamp)::date AS month, SUM(mrr_change) AS net,
            SUM(mrr_change) FILTER (WHERE kind = 'new') AS new,
            SUM(mrr_change) FILTER (WHERE kind = 'expansion') AS expansion,
            SUM(mrr_change) FILTER (WHERE kind = 'contraction') AS contraction,
@@ -121,37 +121,26 @@ orm_time, cells = bench_best(
     )
 )
 BENCH_COHORT_SQL = """
-WITH pm AS (
-    SELECT partner_id, date_trunc('month', date)::date AS month, SUM(mrr_change) AS change,
-           bool_or(kind = 'new') AS is_new
-      FROM crm_subscription_movement WHERE company_id = %s GROUP BY 1, 2
-), first AS (
-    SELECT partner_id, MIN(month) FILTER (WHERE is_new) AS cohort FROM pm GROUP BY 1
-), span AS (
-    SELECT f.cohort, pm.month, SUM(pm.change) OVER w AS mrr, LEAD(pm.month) OVER w AS until
-      FROM pm JOIN first f USING (partner_id)
-     WHERE f.cohort IS NOT NULL AND pm.month >= f.cohort
-    WINDOW w AS (PARTITION BY pm.partner_id ORDER BY pm.month)
-), delta AS (
-    SELECT cohort, month AS at, 1 AS n, mrr FROM span WHERE mrr > 0
-    UNION ALL
-    SELECT cohort, until, -1, -mrr FROM span WHERE mrr > 0 AND until IS NOT NULL
-), step AS (
-    SELECT cohort, (date_part('year', at) - date_part('year', cohort)) * 12
-                   + date_part('month', at) - date_part('month', cohort) AS since,
-           SUM(n) AS n, SUM(mrr) AS mrr
-      FROM delta GROUP BY 1, 2
+WITH step AS (
+    SELECT cohort_month AS cohort, cohort_age AS since,
+           SUM(CASE WHEN kind = 'churn' THEN -1 WHEN kind IN ('new', 'reactivation') THEN 1 ELSE 0 END) AS n,
+           SUM(mrr_change) AS mrr
+      FROM crm_subscription_movement
+     WHERE company_id = %s AND cohort_month IS NOT NULL
+  GROUP BY 1, 2
 ), grid AS (
     SELECT c.cohort, gs AS since
-      FROM (SELECT DISTINCT cohort FROM first WHERE cohort IS NOT NULL) c,
-           generate_series(0, (date_part('year', CURRENT_DATE) - date_part('year', c.cohort)) * 12
-                              + date_part('month', CURRENT_DATE) - date_part('month', c.cohort)) gs
+      FROM (SELECT DISTINCT cohort FROM step) c,
+           generate_series(0, ((date_part('year', CURRENT_DATE) - date_part('year', c.cohort)) * 12
+                               + date_part('month', CURRENT_DATE) - date_part('month', c.cohort))::int) gs
 ), cell AS (
     SELECT g.cohort, g.since, SUM(COALESCE(s.n, 0)) OVER c AS n, SUM(COALESCE(s.mrr, 0)) OVER c AS mrr
       FROM grid g LEFT JOIN step s ON s.cohort = g.cohort AND s.since = g.since
     WINDOW c AS (PARTITION BY g.cohort ORDER BY g.since)
 )
-SELECT cohort, since, n, mrr FROM cell WHERE n > 0
+SELECT c.cohort, c.since, c.n, c.mrr, ROUND(100 * c.n / NULLIF(f.n, 0), 2) AS retention
+  FROM cell c JOIN cell f ON f.cohort = c.cohort AND f.since = 0
+ WHERE c.n > 0
 """
 
 

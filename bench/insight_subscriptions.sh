@@ -6,7 +6,7 @@
 # figures (checked equal), and the nightly recompute of the subscriber figures. Ceilings: each
 # report < 0.5 s and <= 1.5 x its hand-written query; the recompute < 60 s.
 #
-#   bench/insight_subscriptions.sh [SUBSCRIPTIONS=50000] [CUSTOMERS=20000]
+#   bench/insight_subscriptions.sh [SUBSCRIPTIONS=50000] [CUSTOMERS=20000]   (KEEP_DB=1 keeps the database)
 set -euo pipefail
 source "$(dirname "$0")/../tools/common.sh"
 SUBSCRIPTIONS="${1:-50000}"
@@ -19,7 +19,7 @@ DB="crm_insight_bench_$$"
 WORK="$(mktemp -d)"
 CONFIG="$WORK/odoo.conf"
 cleanup() {
-    drop_db "$DB"
+    [ -n "${KEEP_DB:-}" ] || drop_db "$DB"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -50,6 +50,7 @@ PGPASSWORD="${PGPASSWORD:-}" psql -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT
 echo "   generated in $(( $(date +%s) - started )) s"
 
 echo "== timing (best of 5 runs for the reports)"
-"$PYTHON" "$ROOT/tools/odoo_bin.py" shell -c "$CONFIG" -d "$DB" --no-http --log-level=warn \
-    < "$ROOT/bench/insight_subscriptions.py" 2>&1 | grep -E "^(result|FAIL)" | tee "$WORK/results.txt"
-grep -q "^result verdict: ok" "$WORK/results.txt"
+PYTHONUNBUFFERED=1 "$PYTHON" "$ROOT/tools/odoo_bin.py" shell -c "$CONFIG" -d "$DB" --no-http --log-level=warn \
+    < "$ROOT/bench/insight_subscriptions.py" > "$WORK/timing.log" 2>&1 || true
+grep -E "^(result|FAIL)" "$WORK/timing.log" | tee "$WORK/results.txt"
+grep -q "^result verdict: ok" "$WORK/results.txt" || { tail -30 "$WORK/timing.log"; exit 1; }

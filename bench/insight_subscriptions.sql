@@ -85,13 +85,17 @@ DELETE FROM sd WHERE change = 0;
 INSERT INTO crm_subscription_movement (date, partner_id, subscription_id, company_id, currency_id,
                                        subscription_currency_id, kind, source, mrr_before, mrr_after, mrr_change,
                                        customer_mrr_before, customer_mrr_after, amount_currency_after,
-                                       create_date, write_date)
+                                       cohort_month, cohort_age, create_date, write_date)
 SELECT date, partner_id, subscription_id, :company, :currency, :currency,
        CASE WHEN cust_after - change <= 0 AND cust_after > 0 THEN CASE WHEN k = 1 THEN 'new' ELSE 'reactivation' END
             WHEN cust_after <= 0 THEN 'churn'
             WHEN change > 0 THEN 'expansion' ELSE 'contraction' END,
-       source, mrr_before, mrr_after, change, cust_after - change, cust_after, mrr_after, now(), now()
-  FROM (SELECT sd.*, SUM(change) OVER c AS cust_after, row_number() OVER c AS k
+       source, mrr_before, mrr_after, change, cust_after - change, cust_after, mrr_after,
+       date_trunc('month', first_day)::date,
+       ((date_part('year', date) - date_part('year', first_day)) * 12
+        + date_part('month', date) - date_part('month', first_day))::int, now(), now()
+  FROM (SELECT sd.*, SUM(change) OVER c AS cust_after, row_number() OVER c AS k,
+               MIN(date) OVER (PARTITION BY partner_id) AS first_day
           FROM sd WINDOW c AS (PARTITION BY partner_id ORDER BY date, subscription_id, seq
                                ROWS UNBOUNDED PRECEDING)) x
  ORDER BY date, subscription_id, seq;

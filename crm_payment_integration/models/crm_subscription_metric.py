@@ -109,7 +109,7 @@ class CrmSubscriptionMetric(models.Model):
             """
 CREATE OR REPLACE VIEW crm_subscription_metric AS (
 WITH flows AS (
-    SELECT company_id, date_trunc('month', date)::date AS month,
+    SELECT company_id, date_trunc('month', date::timestamp)::date AS month,
            SUM(mrr_change) AS net_new_mrr,
            SUM(mrr_change) FILTER (WHERE kind = 'new') AS new_mrr,
            SUM(mrr_change) FILTER (WHERE kind = 'expansion') AS expansion_mrr,
@@ -208,39 +208,24 @@ class CrmSubscriptionCohort(models.Model):
         self.env.cr.execute(
             """
 CREATE OR REPLACE VIEW crm_subscription_cohort AS (
-WITH changes AS (
-    SELECT company_id, partner_id, date_trunc('month', date)::date AS month, SUM(mrr_change) AS change,
-           bool_or(kind = 'new') AS is_new
+WITH steps AS (
+    -- What each month changes in each cohort (the month of its customers' first MRR and the
+    -- months since, stored on their movements): +1 customer on a new or reactivation movement,
+    -- -1 on a churn (the kinds are decided on the customer's MRR), and the MRR moved.
+    SELECT company_id, cohort_month, cohort_age AS months_since,
+           SUM(CASE kind WHEN 'churn' THEN -1 WHEN 'new' THEN 1 WHEN 'reactivation' THEN 1 ELSE 0 END)
+               AS customers,
+           SUM(mrr_change) AS mrr
       FROM crm_subscription_movement
-  GROUP BY 1, 2, 3
-), customer AS (
-    SELECT company_id, partner_id, MIN(month) FILTER (WHERE is_new) AS cohort_month
-      FROM changes
-  GROUP BY 1, 2
-), spans AS (
-    -- The customer's MRR from each month with a change until the next one (excluded).
-    SELECT ch.company_id, cu.cohort_month, ch.month,
-           SUM(ch.change) OVER w AS mrr, LEAD(ch.month) OVER w AS until
-      FROM changes ch JOIN customer cu ON cu.company_id = ch.company_id AND cu.partner_id = ch.partner_id
-     WHERE cu.cohort_month IS NOT NULL AND ch.month >= cu.cohort_month
-    WINDOW w AS (PARTITION BY ch.company_id, ch.partner_id ORDER BY ch.month)
-), deltas AS (
-    -- A paying span adds its customer and MRR from its first month and takes them off at its end.
-    SELECT company_id, cohort_month, month AS at, 1 AS customers, mrr FROM spans WHERE mrr > 0
-     UNION ALL
-    SELECT company_id, cohort_month, until, -1, -mrr FROM spans WHERE mrr > 0 AND until IS NOT NULL
-), steps AS (
-    SELECT company_id, cohort_month,
-           ((date_part('year', at) - date_part('year', cohort_month)) * 12
-            + date_part('month', at) - date_part('month', cohort_month))::int AS months_since,
-           SUM(customers) AS customers, SUM(mrr) AS mrr
-      FROM deltas
+     WHERE cohort_month IS NOT NULL
   GROUP BY 1, 2, 3
 ), grid AS (
+    -- Every month of every cohort up to the current one, with or without movements.
     SELECT c.company_id, c.cohort_month, gs::int AS months_since
-      FROM (SELECT DISTINCT company_id, cohort_month FROM customer WHERE cohort_month IS NOT NULL) c,
+      FROM (SELECT DISTINCT company_id, cohort_month FROM steps) c,
            generate_series(0, ((date_part('year', CURRENT_DATE) - date_part('year', c.cohort_month)) * 12
-                               + date_part('month', CURRENT_DATE) - date_part('month', c.cohort_month))::int) gs
+                               + date_part('month', CURRENT_DATE)
+                               - date_part('month', c.cohort_month))::int) gs
 ), running AS (
     SELECT g.company_id, g.cohort_month, g.months_since,
            SUM(COALESCE(st.customers, 0)) OVER r AS customers, SUM(COALESCE(st.mrr, 0)) OVER r AS mrr

@@ -86,6 +86,18 @@ class CrmSubscriptionMovement(models.Model):
         readonly=True, help="The customer's MRR (all subscriptions) before."
     )
     customer_mrr_after = fields.Monetary(readonly=True, help="The customer's MRR (all subscriptions) after.")
+    cohort_month = fields.Date(
+        readonly=True,
+        index=True,
+        help="The first day of the month of the customer's first MRR (their 'new' movement): "
+        "the customer's cohort.",
+    )
+    cohort_age = fields.Integer(
+        string="Months Since Cohort",
+        readonly=True,
+        aggregator=None,
+        help="Whole calendar months from the customer's cohort month to the movement's month.",
+    )
     amount_currency_after = fields.Float(
         string="Monthly Amount After (Subscription Currency)",
         readonly=True,
@@ -120,10 +132,11 @@ class CrmSubscriptionMovement(models.Model):
 
     @api.model
     def _crm_customer_state(self, partner_id, company_id):
-        """Return (the customer's MRR in the company as logged, whether they ever had one)."""
+        """Return (the customer's MRR in the company as logged, whether they ever had one,
+        their cohort month or ``None``)."""
         self.env.cr.execute(
-            """SELECT COALESCE(SUM(mrr_after), 0), COUNT(*) > 0
-                 FROM (SELECT DISTINCT ON (subscription_id) mrr_after
+            """SELECT COALESCE(SUM(last.mrr_after), 0), COUNT(*) > 0, MIN(last.cohort_month)
+                 FROM (SELECT DISTINCT ON (subscription_id) mrr_after, cohort_month
                          FROM crm_subscription_movement
                         WHERE partner_id = %s AND company_id = %s
                      ORDER BY subscription_id, id DESC) last""",
@@ -157,7 +170,7 @@ class CrmSubscriptionMovement(models.Model):
         if currency.is_zero(change):
             return self.browse()
         partner = subscription.partner_id.commercial_partner_id
-        customer_before, known = self._crm_customer_state(partner.id, company.id)
+        customer_before, known, cohort = self._crm_customer_state(partner.id, company.id)
         customer_after = currency.round(customer_before + change)
         was_paying = float_compare(customer_before, 0.0, precision_rounding=currency.rounding) > 0
         pays = float_compare(customer_after, 0.0, precision_rounding=currency.rounding) > 0
@@ -167,9 +180,14 @@ class CrmSubscriptionMovement(models.Model):
             kind = "churn"
         else:
             kind = "expansion" if change > 0 else "contraction"
+        if kind == "new":
+            cohort = day.replace(day=1)
+        age = (day.year - cohort.year) * 12 + day.month - cohort.month if cohort else 0
         return self.sudo().create(
             {
                 "date": day,
+                "cohort_month": cohort,
+                "cohort_age": age,
                 "partner_id": partner.id,
                 "subscription_id": subscription.id,
                 "company_id": company.id,
