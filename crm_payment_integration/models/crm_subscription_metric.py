@@ -189,6 +189,9 @@ class CrmSubscriptionCohort(models.Model):
     company_id = fields.Many2one("res.company", readonly=True)
     currency_id = fields.Many2one("res.currency", readonly=True)
     cohort_month = fields.Date(readonly=True)
+    cohort = fields.Char(
+        readonly=True, help="The cohort month as YYYY-MM: the rows of the cohort table (sorted as text)."
+    )
     months_since = fields.Integer(string="Months Since First", readonly=True, aggregator=None)
     customers = fields.Integer(string="Customers Retained", readonly=True)
     mrr = fields.Monetary(string="MRR Retained", readonly=True)
@@ -237,7 +240,8 @@ WITH steps AS (
     SELECT * FROM running WHERE customers > 0
 )
 SELECT row_number() OVER (ORDER BY c.company_id, c.cohort_month, c.months_since) AS id,
-       c.company_id, co.currency_id, c.cohort_month, c.months_since,
+       c.company_id, co.currency_id, c.cohort_month, to_char(c.cohort_month, 'YYYY-MM') AS cohort,
+       c.months_since,
        c.customers::int AS customers, c.mrr,
        first.customers::int AS cohort_customers, first.mrr AS cohort_mrr,
        ROUND((100 * c.customers::numeric / NULLIF(first.customers, 0))::numeric, 2) AS customer_retention,

@@ -346,7 +346,19 @@ class TestSubscriptionMetrics(InsightCommon):
                 ("months_since", "=", 0),
             ]
         )
-        self.assertEqual((february.customers, february.mrr), (1, 100.0))
+        self.assertEqual((february.customers, february.mrr, february.cohort), (1, 100.0, "2025-02"))
+        # The cohort table as the pivot reads it: cohort (YYYY-MM) x months since.
+        (cell,) = [
+            group
+            for group in self.env["crm.subscription.cohort"].read_group(
+                [("company_id", "=", self.company.id)],
+                ["customers:sum", "mrr:sum", "customer_retention:sum"],
+                ["cohort", "months_since"],
+                lazy=False,
+            )
+            if group["cohort"] == "2025-01" and group["months_since"] == 2
+        ]
+        self.assertEqual((cell["customers"], cell["mrr"], cell["customer_retention"]), (1, 210.0, 50.0))
 
     def test_subscriber_figures_and_predicted_ltv(self):
         a, b, c = self._dataset()
