@@ -49,7 +49,7 @@ PGPASSWORD="${PGPASSWORD:-}" psql -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT
     -v product="$PRODUCT" -v provider="$PROVIDER" -v method="$METHOD" -f "$ROOT/bench/insight_subscriptions.sql"
 echo "   generated in $(( $(date +%s) - started )) s"
 
-echo "== timing (best of 5 runs for the reports)"
+echo "== timing (best of 9 runs for the reports)"
 PYTHONUNBUFFERED=1 "$PYTHON" "$ROOT/tools/odoo_bin.py" shell -c "$CONFIG" -d "$DB" --no-http --log-level=warn \
     < "$ROOT/bench/insight_subscriptions.py" > "$WORK/timing.log" 2>&1 || true
 grep -E "^(result|FAIL)" "$WORK/timing.log" | tee "$WORK/results.txt"
