@@ -39,6 +39,9 @@
         "views/crm_payment_dispute_views.xml",
         "views/crm_payment_drift_views.xml",
         "views/res_config_settings_protection_views.xml",
+        "security/crm_subscription_insight_security.xml",
+        "views/crm_subscription_insight_views.xml",
+        "views/res_partner_subscription_insight_views.xml",
     ],
     "assets": {
         "web.assets_tests": [

@@ -20,3 +20,9 @@ from . import res_company_insight
 from . import crm_payment_dispute
 from . import crm_payment_event_dispute
 from . import crm_payment_drift
+from . import crm_subscription_movement
+from . import crm_subscription_with_movements
+from . import crm_subscription_metric
+from . import res_config_settings_insight
+from . import res_partner_subscription_insight
+from . import crm_revenue_forecast

@@ -175,11 +175,31 @@ class PaymentTransaction(models.Model):
     # === CUSTOMER VALUE === #
 
     def _update_state(self, allowed_states, target_state, state_message):
-        """Override of `payment` to keep the customers' value figures current: each payment
-        confirmed or refunded (of any provider) recomputes its customer's, set-based."""
+        """Override of `payment` to keep the customers' figures current: each payment confirmed
+        or refunded (of any provider) recomputes its customer's value, and a payment that fails
+        or goes through changes its subscriber's churn risk; both set-based, for those
+        customers only."""
         txs = super()._update_state(allowed_states, target_state, state_message)
         if target_state == "done" and txs:
             self.env["res.partner"].sudo()._crm_recompute_customer_value(
                 partners=txs.partner_id.commercial_partner_id, companies=txs.company_id
             )
+        if txs and target_state in ("error", "done"):
+            txs._crm_refresh_subscriber_insight()
         return txs
+
+    def _crm_refresh_subscriber_insight(self):
+        """Recompute the subscriber figures (MRR, churn risk...) of these transactions'
+        customers in the companies where they have subscription movements."""
+        partners = self.sudo().partner_id.commercial_partner_id
+        if not partners:
+            return
+        self.env.cr.execute(
+            """SELECT DISTINCT company_id FROM crm_subscription_movement WHERE partner_id = ANY(%s)""",
+            [partners.ids],
+        )
+        company_ids = [row[0] for row in self.env.cr.fetchall()]
+        if company_ids:
+            self.env["res.partner"]._crm_refresh_subscription_insight(
+                self.env["res.company"].browse(company_ids), partner_ids=partners.ids
+            )

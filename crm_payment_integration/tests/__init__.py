@@ -22,3 +22,4 @@ from . import test_review_fixes
 from . import test_insight
 from . import test_disputes
 from . import test_drift
+from . import test_insight_subscriptions
