@@ -29,6 +29,8 @@
         "views/crm_subscription_views.xml",
         "views/crm_subscription_portal_templates.xml",
         "views/crm_payment_menus.xml",
+        "data/crm_protection_cron_data.xml",
+        "views/crm_payment_protection_views.xml",
     ],
     "assets": {
         "web.assets_tests": [
