@@ -57,7 +57,7 @@ class CrmPaymentAlert(models.Model):
         company = company.sudo()
         if company.crm_alert_user_id:
             return company.crm_alert_user_id
-        users = company.crm_alert_group_id.all_user_ids.filtered(
+        users = company.crm_alert_group_id.users.filtered(
             lambda u: u.active and not u.share and company in u.company_ids
         )
         return users or fallback_user or self.env.ref("base.user_admin")

@@ -124,6 +124,19 @@ class PaymentTransaction(models.Model):
         :return: the new flags
         """
         flags = self.env["crm.payment.risk.flag"]
+        # The rules read the transactions in SQL: what the ORM holds is written first.
+        self.env["payment.transaction"].flush_model(
+            [
+                "state",
+                "last_state_change",
+                "partner_id",
+                "amount",
+                "currency_id",
+                "operation",
+                "crm_card_fingerprint",
+                "crm_client_ip",
+            ]
+        )
         for tx in self:
             if not tx.crm_flow or tx.operation in ("refund", "validation") or not tx.partner_id:
                 continue
@@ -286,9 +299,10 @@ class PaymentTransaction(models.Model):
         card_country = self.crm_card_country
         if not country or not card_country or country.upper() == card_country.upper():
             return None
+        # One flag per customer and card: the same foreign card paying again is the same cause.
         return (
             rule,
-            f"tx:{self.id}",
+            f"partner:{partner.id}:card:{self.crm_card_fingerprint or self.id}",
             {"card_country": card_country, "customer_country": country},
             _(
                 "Card issued in %(card)s for a customer in %(customer)s",
