@@ -18,6 +18,8 @@ class CrmPaymentRiskClearWizard(models.TransientModel):
         """
         self.ensure_one()
         self.env["account.move"]._crm_check_accounting_rights()
-        self.flag_ids.check_access("write")
-        self.flag_ids._crm_clear(self.reason)
+        # Every flag of the dialog, those the user may not see included: refused, not skipped.
+        flags = self.sudo().flag_ids.with_env(self.env)
+        flags.check_access("write")
+        flags._crm_clear(self.reason)
         return {"type": "ir.actions.act_window_close"}
