@@ -16,11 +16,4 @@ from . import crm_payment_audit
 from . import crm_payment_alert
 from . import crm_payment_risk_rule
 from . import crm_payment_risk_flag
-from . import payment_transaction_risk
-from . import res_partner_risk
-from . import crm_lead_risk
-from . import crm_subscription_risk
-from . import account_move_risk
-from . import res_company_protection
-from . import res_config_settings_protection
 from . import crm_payment_event_protection

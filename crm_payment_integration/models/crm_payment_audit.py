@@ -65,11 +65,13 @@ class CrmPaymentAudit(models.Model):
     error_kind = fields.Char(string="Error", readonly=True)
     provider_id = fields.Many2one("payment.provider", readonly=True, ondelete="set null")
     company_id = fields.Many2one("res.company", readonly=True, index=True, ondelete="set null")
-    user_id = fields.Many2one("res.users", string="User", readonly=True, ondelete="set null")
-    event_id = fields.Many2one("crm.payment.event", string="Event", readonly=True, ondelete="set null")
+    user_id = fields.Many2one("res.users", readonly=True, ondelete="set null")
+    event_id = fields.Many2one("crm.payment.event", string="Stripe Event", readonly=True, ondelete="set null")
     res_model = fields.Char(string="Record Model", readonly=True)
     res_id = fields.Integer(string="Record ID", readonly=True)
-    changes = fields.Json(string="Changes (JSON)", readonly=True, help="{field: [before, after]} of the fields that matter.")
+    changes = fields.Json(
+        string="Changes (JSON)", readonly=True, help="{field: [before, after]} of the fields that matter."
+    )
     changes_text = fields.Char(string="Changes", compute="_compute_changes_text")
 
     def init(self):
@@ -90,14 +92,18 @@ class CrmPaymentAudit(models.Model):
 
     def write(self, vals):
         """Refused to everyone, the superuser included: an audit line is never edited."""
-        raise UserError(_("Audit lines cannot be changed: the audit trail is append-only."))
+        if self:
+            raise UserError(_("Audit lines cannot be changed: the audit trail is append-only."))
+        return super().write(vals)
 
     def unlink(self):
         """Refused to everyone, the superuser included: old lines are purged by the retention
         cron only (Settings › CRM Payments › Audit retention)."""
-        raise UserError(
-            _("Audit lines cannot be deleted: they are purged after the retention period set in Settings.")
-        )
+        if self:
+            raise UserError(
+                _("Audit lines cannot be deleted: they are purged after the retention days set in Settings.")
+            )
+        return super().unlink()
 
     # === WRITING === #
 
@@ -233,7 +239,9 @@ class CrmPaymentAudit(models.Model):
             "AND a.create_date < now() at time zone 'utc' - c.crm_audit_retention_days * interval '1 day'"
         )
         remaining = self.env.cr.fetchone()[0] if not drained else 0
-        report_cron_progress(self.env.ref("crm_payment_integration.ir_cron_crm_payment_audit_purge"), deleted, remaining)
+        report_cron_progress(
+            self.env.ref("crm_payment_integration.ir_cron_crm_payment_audit_purge"), deleted, remaining
+        )
         if deleted:
             _logger.info("audit trail: %s lines older than their retention purged", deleted)
         return deleted

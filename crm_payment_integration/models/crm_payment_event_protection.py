@@ -172,12 +172,19 @@ class CrmPaymentEvent(models.Model):
         providers = (
             self.env["payment.provider"]
             .sudo()
-            .search([("code", "=", "stripe"), ("state", "in", ("enabled", "test")), ("crm_webhook_secret", "!=", False)])
+            .search(
+                [
+                    ("code", "=", "stripe"),
+                    ("state", "in", ("enabled", "test")),
+                    ("crm_webhook_secret", "!=", False),
+                ]
+            )
         )
         for provider in providers:
             hours = provider.company_id.crm_webhook_silence_hours
             self.env.cr.execute(
-                "SELECT id, received_at FROM crm_payment_event WHERE provider_id = %s ORDER BY id DESC LIMIT 1",
+                "SELECT id, received_at FROM crm_payment_event "
+                "WHERE provider_id = %s ORDER BY id DESC LIMIT 1",
                 [provider.id],
             )
             last_id, last_at = self.env.cr.fetchone() or (0, None)
@@ -197,7 +204,8 @@ class CrmPaymentEvent(models.Model):
                         f"silent:{provider.id}:{last_id}",
                         provider,
                         _(
-                            "No Stripe event for %(hours)s hours on %(provider)s while %(count)s payments were made",
+                            "No Stripe event for %(hours)s hours on %(provider)s while "
+                            "%(count)s payments were made",
                             hours=hours,
                             provider=provider.name,
                             count=payments,
@@ -235,7 +243,11 @@ class CrmPaymentEvent(models.Model):
             "webhook_silent",
             f"endpoint:{endpoint_id}:{status}:{last_id}",
             provider,
-            _("Stripe's webhook endpoint of %(provider)s is %(status)s", provider=provider.name, status=status),
+            _(
+                "Stripe's webhook endpoint of %(provider)s is %(status)s",
+                provider=provider.name,
+                status=status,
+            ),
             company=provider.company_id,
             note=_(
                 "Stripe %(status)s the endpoint %(endpoint)s: no event reaches Odoo. Register the "

@@ -50,7 +50,7 @@ class CrmPaymentRiskFlag(models.Model):
         tracking=True,
     )
     hold_charges = fields.Boolean(string="Holds Automatic Charges", readonly=True)
-    cleared_by_id = fields.Many2one("res.users", string="Cleared By", readonly=True)
+    cleared_by_id = fields.Many2one("res.users", string="Cleared by", readonly=True)
     cleared_at = fields.Datetime(string="Cleared On", readonly=True)
     clear_reason = fields.Text(string="Why Cleared", readonly=True)
 
@@ -61,7 +61,9 @@ class CrmPaymentRiskFlag(models.Model):
     @api.depends("values")
     def _compute_values_text(self):
         for flag in self:
-            flag.values_text = json.dumps(flag.values, indent=1, sort_keys=True, default=str) if flag.values else ""
+            flag.values_text = (
+                json.dumps(flag.values, indent=1, sort_keys=True, default=str) if flag.values else ""
+            )
 
     # === ACTIONS === #
 
@@ -106,7 +108,9 @@ class CrmPaymentRiskFlag(models.Model):
             }
         )
         for flag in flags:
-            flag.message_post(body=_("Cleared by %(user)s: %(reason)s", user=self.env.user.name, reason=reason))
+            flag.message_post(
+                body=_("Cleared by %(user)s: %(reason)s", user=self.env.user.name, reason=reason)
+            )
             flag.activity_ids.action_feedback(feedback=_("Flag cleared."))
         partners = flags.filtered("hold_charges").partner_id
         released = partners.filtered(lambda p: not p._crm_automatic_charges_held())
@@ -159,7 +163,6 @@ class CrmPaymentRiskFlag(models.Model):
         event_id = self.env.context.get("crm_audit_event")
         if event_id:
             self.env["crm.payment.audit"]._crm_log_change(event_id, flag, {"state": [None, "open"]})
-        partner.sudo().message_post(body=_("Risk flag: %(summary)s", summary=summary))
         if rule.code != "early_fraud_warning":  # the warning raises its own alert
             note = summary
             if rule.hold_charges:

@@ -566,7 +566,13 @@ class StripeGateway:
             self._observe("localstripe.webhook", start, (webhook_id,), None, None, None, gateway_error.kind)
             raise gateway_error from None
         self._observe(
-            "localstripe.webhook", start, (webhook_id,), None, None, status, None if status < 300 else "invalid_request"
+            "localstripe.webhook",
+            start,
+            (webhook_id,),
+            None,
+            None,
+            status,
+            None if status < 300 else "invalid_request",
         )
         if status >= 300:
             raise StripeGatewayError(

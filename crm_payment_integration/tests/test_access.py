@@ -554,10 +554,15 @@ class TestAccess(CrmPaymentCommon, HttpCase):
         )
 
     def _case_risk_flag(self, model, method):
-        return Case(self._risk_flag("efw:acc1"), refused=(self.sales_all, self.billing_2), allowed=self.billing_1)
+        return Case(
+            self._risk_flag("efw:acc1"), refused=(self.sales_all, self.billing_2), allowed=self.billing_1
+        )
 
     def _case_risk_clear_wizard(self, model, method):
-        values = {"flag_ids": [(6, 0, self._risk_flag("efw:acc2").ids)], "reason": "Checked with the customer"}
+        values = {
+            "flag_ids": [(6, 0, self._risk_flag("efw:acc2").ids)],
+            "reason": "Checked with the customer",
+        }
         return Case(
             self._wizard(model, self.billing_2, values),
             refused=(self.billing_2,),

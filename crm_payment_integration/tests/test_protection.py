@@ -28,7 +28,10 @@ class ProtectionCommon(CrmPaymentCommon):
         cls.Audit = cls.env["crm.payment.audit"]
         cls.Event = cls.env["crm.payment.event"]
         cls.alert_user = new_test_user(
-            cls.env, login="crm_alert_user", groups="account.group_account_invoice", email="alerts@example.com"
+            cls.env,
+            login="crm_alert_user",
+            groups="account.group_account_invoice",
+            email="alerts@example.com",
         )
         cls.company.crm_alert_user_id = cls.alert_user
         cls.rules = cls.env["crm.payment.risk.rule"]._crm_rules(cls.company)
@@ -36,7 +39,9 @@ class ProtectionCommon(CrmPaymentCommon):
         cls.env["crm.payment.risk.rule"].search([("company_id", "=", cls.company.id)]).enabled = False
 
     def _rule(self, code, **values):
-        rule = self.env["crm.payment.risk.rule"].search([("company_id", "=", self.company.id), ("code", "=", code)])
+        rule = self.env["crm.payment.risk.rule"].search(
+            [("company_id", "=", self.company.id), ("code", "=", code)]
+        )
         rule.write({"enabled": True, **values})
         return rule
 
@@ -49,12 +54,19 @@ class ProtectionCommon(CrmPaymentCommon):
     def _charge(self, amount, partner=None, token=None):
         """Charge a saved card as an accountant would (the saved-card charge path)."""
         invoice = self._crm_invoice(amount, partner=partner)
-        self.env["account.move"].browse(invoice.id).with_user(self.accountant)._crm_charge_saved_method(token=token)
+        self.env["account.move"].browse(invoice.id).with_user(self.accountant)._crm_charge_saved_method(
+            token=token
+        )
         return invoice.transaction_ids[-1:]
 
     def _customer(self, name, country="base.us"):
         partner = self.env["res.partner"].create(
-            {"name": name, "is_company": True, "email": "x@example.com", "country_id": self.env.ref(country).id}
+            {
+                "name": name,
+                "is_company": True,
+                "email": "x@example.com",
+                "country_id": self.env.ref(country).id,
+            }
         )
         partner.action_crm_stripe_sync()
         return partner
@@ -116,7 +128,9 @@ class TestRiskRules(ProtectionCommon):
             if amount == 10.0:
                 self.assertFalse(self._flags("failed_ip"), "1 failure from the address, threshold 2")
         flag = self._flags("failed_ip")
-        self.assertEqual((len(flag), flag.transaction_id, flag.values["crm_client_ip"]), (1, txs[-1], "203.0.113.7"))
+        self.assertEqual(
+            (len(flag), flag.transaction_id, flag.values["crm_client_ip"]), (1, txs[-1], "203.0.113.7")
+        )
         # Delivered again (the same declined state applied twice): no second flag.
         txs[-1]._crm_check_risk()
         self.assertEqual(len(self._flags("failed_ip")), 1)
@@ -211,7 +225,9 @@ class TestChargesHeld(ProtectionCommon):
 
     def _hold(self):
         rule = self._rule("failed_customer", threshold=1, hold_charges=True)
-        tx = self.env["payment.transaction"]._crm_create(self.partner, 5.0, self.company.currency_id, "checkout")
+        tx = self.env["payment.transaction"]._crm_create(
+            self.partner, 5.0, self.company.currency_id, "checkout"
+        )
         tx._crm_mark_declined({"code": "card_declined"})
         flag = self._flags(rule.code)
         self.assertEqual(len(flag), 1)
@@ -220,7 +236,10 @@ class TestChargesHeld(ProtectionCommon):
     def _clear(self, flag, reason="Customer called; card verified"):
         action = flag.with_user(self.accountant).action_crm_clear()
         wizard = (
-            self.env[action["res_model"]].with_user(self.accountant).with_context(action["context"]).create({"reason": reason})
+            self.env[action["res_model"]]
+            .with_user(self.accountant)
+            .with_context(**action["context"])
+            .create({"reason": reason})
         )
         wizard.action_confirm()
 
@@ -239,7 +258,10 @@ class TestChargesHeld(ProtectionCommon):
         with self.assertRaisesRegex(UserError, "Say why"):
             flag.with_user(self.accountant)._crm_clear(" ")
         self._clear(flag)
-        self.assertEqual((flag.state, flag.cleared_by_id, flag.clear_reason), ("cleared", self.accountant, "Customer called; card verified"))
+        self.assertEqual(
+            (flag.state, flag.cleared_by_id, flag.clear_reason),
+            ("cleared", self.accountant, "Customer called; card verified"),
+        )
         self.assertTrue(flag.cleared_at)
         self.assertFalse(self.partner._crm_automatic_charges_held())
         self._bill(self.START + timedelta(days=4))
@@ -251,7 +273,9 @@ class TestChargesHeld(ProtectionCommon):
         subscription = self._subscription(self._crm_save_card(DECLINING_CARD))
         self._bill(self.START)
         invoice = subscription.invoice_ids
-        self.assertEqual((subscription.state, subscription.dunning_next_date), ("past_due", date(2027, 1, 16)))
+        self.assertEqual(
+            (subscription.state, subscription.dunning_next_date), ("past_due", date(2027, 1, 16))
+        )
         self.assertEqual(len(invoice.transaction_ids), 1)
         flag = self._hold()
         self._bill(date(2027, 1, 16))  # the retry day
@@ -267,7 +291,9 @@ class TestChargesHeld(ProtectionCommon):
 
     def test_a_flag_that_does_not_hold_leaves_charges(self):
         self._rule("failed_customer", threshold=1, hold_charges=False)
-        tx = self.env["payment.transaction"]._crm_create(self.partner, 5.0, self.company.currency_id, "checkout")
+        tx = self.env["payment.transaction"]._crm_create(
+            self.partner, 5.0, self.company.currency_id, "checkout"
+        )
         tx._crm_mark_declined({"code": "card_declined"})
         self.assertEqual(len(self._flags()), 1)
         self.assertFalse(self.partner._crm_automatic_charges_held())
@@ -307,7 +333,9 @@ class TestAlertsAndAudit(ProtectionCommon):
         alert = self.Alert._crm_raise("risk_flag", "flag:test", self.partner, "A risk flag")
         self.assertEqual(set(alert.user_ids.ids), {w.id for w in watchers})
         self.assertEqual(len(self.partner.activity_ids.filtered(lambda a: a.summary == "A risk flag")), 2)
-        self.assertFalse(self.env["mail.mail"].search([("subject", "=", "A risk flag")]), "no alert email for this kind")
+        self.assertFalse(
+            self.env["mail.mail"].search([("subject", "=", "A risk flag")]), "no alert email for this kind"
+        )
         self.assertFalse(alert.emailed)
 
     @mute_logger("odoo.addons.crm_payment_integration.models.crm_payment_event")
@@ -361,7 +389,10 @@ class TestAlertsAndAudit(ProtectionCommon):
         self.Event.sudo()._crm_ingest(self.provider, event, json.dumps(event))
         self.assertFalse(self.Event._cron_check_webhooks(now=now), "an event arrived within 6 hours")
         later = now + timedelta(hours=7)
-        self.env.cr.execute("UPDATE payment_transaction SET create_date = %s WHERE provider_id = %s", [later, self.provider.id])
+        self.env.cr.execute(
+            "UPDATE payment_transaction SET create_date = %s WHERE provider_id = %s",
+            [later, self.provider.id],
+        )
         self.assertEqual(len(self.Event._cron_check_webhooks(now=later)), 1)
 
     def test_webhook_endpoint_disabled_at_stripe(self):
@@ -378,7 +409,11 @@ class TestAlertsAndAudit(ProtectionCommon):
         self.assertEqual((len(calls), calls[0].object_id, calls[0].http_status), (2, "we_123", 200))
 
     def test_dispute_alert_once_per_dispute(self):
-        dispute = stripe_fixture("dispute") if "dispute" in self._fixture_names() else {"id": "dp_1", "object": "dispute"}
+        dispute = (
+            stripe_fixture("dispute")
+            if "dispute" in self._fixture_names()
+            else {"id": "dp_1", "object": "dispute"}
+        )
         dispute.update({"id": "dp_alert", "amount": 1999, "currency": "usd", "reason": "fraudulent"})
         event = stripe_event("charge.dispute.created", dispute)
         stored = self.Event.browse(self.Event.sudo()._crm_ingest(self.provider, event, json.dumps(event)))
@@ -409,12 +444,16 @@ class TestAlertsAndAudit(ProtectionCommon):
         )
         self.assertEqual((refused.http_status, refused.error_kind), (402, "card_declined"))
         self.assertEqual(refused.idempotency_key, declined.crm_idempotency_key)
-        self.assertEqual((ok.user_id, ok.company_id, ok.provider_id), (self.accountant, self.company, self.provider))
+        self.assertEqual(
+            (ok.user_id, ok.company_id, ok.provider_id), (self.accountant, self.company, self.provider)
+        )
         self.assertGreaterEqual(ok.duration_ms, 0)
         self.assertTrue(self.Audit.search_count([("operation", "=", "customer.retrieve")]))
 
     def test_audit_lines_of_event_changes(self):
-        tx = self.env["payment.transaction"]._crm_create(self.partner, 42.0, self.company.currency_id, "off_session")
+        tx = self.env["payment.transaction"]._crm_create(
+            self.partner, 42.0, self.company.currency_id, "off_session"
+        )
         tx._set_pending()
         intent = stripe_fixture("payment_intent")
         intent.update(
@@ -447,7 +486,12 @@ class TestAlertsAndAudit(ProtectionCommon):
         self._charge(12.0, token=token)
         self._charge(13.0, token=self._crm_save_card(DECLINING_CARD))
         self.provider.action_crm_register_webhook()  # the webhook secret is made here
-        secrets = [self.provider.stripe_secret_key, self.provider.crm_webhook_secret, "4242424242424242", DECLINING_CARD]
+        secrets = [
+            self.provider.stripe_secret_key,
+            self.provider.crm_webhook_secret,
+            "4242424242424242",
+            DECLINING_CARD,
+        ]
         self.assertTrue(all(secrets))
         self.env.flush_all()
         self.env.cr.execute("SELECT row_to_json(a)::text FROM crm_payment_audit a")
@@ -544,7 +588,12 @@ class TestRiskEvents(ProtectionCommon, HttpCase):
                 },
                 "payment_method_details": {
                     "type": "card",
-                    "card": {"brand": "visa", "country": "US", "fingerprint": "fp_" + charge_id, "last4": "4242"},
+                    "card": {
+                        "brand": "visa",
+                        "country": "US",
+                        "fingerprint": "fp_" + charge_id,
+                        "last4": "4242",
+                    },
                 },
             }
         )
@@ -564,12 +613,19 @@ class TestRiskEvents(ProtectionCommon, HttpCase):
             (at, "ch_at", "normal", 75),
             (elevated, "ch_elevated", "elevated", 30),
         ):
-            stored = self._post(stripe_event("charge.succeeded", self._charge_object(tx, charge_id, level, score)))
+            stored = self._post(
+                stripe_event("charge.succeeded", self._charge_object(tx, charge_id, level, score))
+            )
             self.Event._crm_process_due()
             self.assertEqual(stored.state, "done", stored.result)
-        self.assertEqual((below.crm_risk_score, below.crm_charge_id, below.crm_card_fingerprint), (74, "ch_below", "fp_ch_below"))
+        self.assertEqual(
+            (below.crm_risk_score, below.crm_charge_id, below.crm_card_fingerprint),
+            (74, "ch_below", "fp_ch_below"),
+        )
         flags = self._flags("radar")
-        self.assertEqual(set(flags.transaction_id.ids), {at.id, elevated.id}, "74 is below 75; elevated flags")
+        self.assertEqual(
+            set(flags.transaction_id.ids), {at.id, elevated.id}, "74 is below 75; elevated flags"
+        )
         self.assertEqual(flags.filtered(lambda f: f.transaction_id == at).values["risk_score"], 75)
         # The same charge event again (redelivered with a new id, then reprocessed): no new flag.
         stored = self._post(stripe_event("charge.succeeded", self._charge_object(at, "ch_at", "normal", 75)))
@@ -583,10 +639,24 @@ class TestRiskEvents(ProtectionCommon, HttpCase):
         self.company.crm_alert_email_early_fraud_warning = True
         tx = self._paid(50.0)
         intent = self.gateway.retrieve_payment_intent(tx.provider_reference)
-        charge_id = intent["latest_charge"]["id"] if isinstance(intent["latest_charge"], dict) else intent["latest_charge"]
-        warning = stripe_fixture("radar.early_fraud_warning") if "radar.early_fraud_warning" in self._fixture_names() else {}
+        charge_id = (
+            intent["latest_charge"]["id"]
+            if isinstance(intent["latest_charge"], dict)
+            else intent["latest_charge"]
+        )
+        warning = (
+            stripe_fixture("radar.early_fraud_warning")
+            if "radar.early_fraud_warning" in self._fixture_names()
+            else {}
+        )
         warning.update(
-            {"id": "issfr_test1", "object": "radar.early_fraud_warning", "charge": charge_id, "fraud_type": "made_with_stolen_card", "actionable": True}
+            {
+                "id": "issfr_test1",
+                "object": "radar.early_fraud_warning",
+                "charge": charge_id,
+                "fraud_type": "made_with_stolen_card",
+                "actionable": True,
+            }
         )
         warning.pop("payment_intent", None)  # an older shape: the charge is read from Stripe
         stored = self._post(stripe_event("radar.early_fraud_warning.created", warning))
@@ -600,7 +670,9 @@ class TestRiskEvents(ProtectionCommon, HttpCase):
         self.assertEqual((len(alert), alert.cause_key), (1, "efw:issfr_test1"))
         self.assertEqual(flag.activity_ids.user_id, self.alert_user)
         self.assertTrue(self.env["mail.mail"].search([("subject", "=", alert.summary)]))
-        self.assertFalse(self.Alert.search([("kind", "=", "risk_flag")]), "the warning's own alert, not a second one")
+        self.assertFalse(
+            self.Alert.search([("kind", "=", "risk_flag")]), "the warning's own alert, not a second one"
+        )
         audit = self.Audit.search([("event_id", "=", stored.id), ("res_model", "=", "crm.payment.risk.flag")])
         self.assertEqual(audit.changes, {"state": [None, "open"]})
         # Delivered again under another event id, and reprocessed: nothing more.
@@ -615,7 +687,9 @@ class TestRiskEvents(ProtectionCommon, HttpCase):
         lead = self.env["crm.lead"].create({"name": "Big deal", "partner_id": self.contact.id})
         self.assertEqual((self.partner.crm_risk_open_count, lead.crm_risk_open_count), (0, 0))
         self._rule("failed_customer", threshold=1)
-        tx = self.env["payment.transaction"]._crm_create(self.partner, 5.0, self.company.currency_id, "checkout")
+        tx = self.env["payment.transaction"]._crm_create(
+            self.partner, 5.0, self.company.currency_id, "checkout"
+        )
         tx._crm_mark_declined({"code": "card_declined"})
         self.env.invalidate_all()
         self.assertEqual((self.partner.crm_risk_open_count, lead.crm_risk_open_count), (1, 1))

@@ -265,7 +265,12 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
     def _risk_flag(self):
         rule = self.env["crm.payment.risk.rule"]._crm_rules(self.company)["early_fraud_warning"]
         return self.env["crm.payment.risk.flag"]._crm_flag(
-            rule, self.env["payment.transaction"], self.partner, "efw:rpc", {"charge": "ch_rpc"}, "Fraud warning"
+            rule,
+            self.env["payment.transaction"],
+            self.partner,
+            "efw:rpc",
+            {"charge": "ch_rpc"},
+            "Fraud warning",
         )
 
     def _setup_risk_flag_clear(self, method):

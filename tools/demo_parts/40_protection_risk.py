@@ -9,14 +9,22 @@ company.crm_alert_email_risk_flag = True  # noqa: F821
 
 # Card testing: five declined attempts with one card on Lumber Inc (threshold 5 in 60 minutes).
 pm_testing = client.v1.payment_methods.create(  # noqa: F821
-    params={"type": "card", "card": {"number": "4000000000000341", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    params={
+        "type": "card",
+        "card": {"number": "4000000000000341", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+    }
 )
 client.v1.payment_methods.attach(pm_testing.id, params={"customer": partners[2].stripe_customer_id})  # noqa: F821
 partners[2].action_crm_stripe_sync()  # noqa: F821
 testing_token = partners[2]._crm_tokens().filtered(lambda t: t.stripe_payment_method == pm_testing.id)  # noqa: F821
 for attempt in range(5):
     wizard = env["crm.payment.charge.wizard"].create(  # noqa: F821
-        {"partner_id": partners[2].id, "token_id": testing_token.id, "amount": 1.0 + attempt, "reason": "Card test"}  # noqa: F821
+        {
+            "partner_id": partners[2].id,
+            "token_id": testing_token.id,
+            "amount": 1.0 + attempt,
+            "reason": "Card test",
+        }  # noqa: F821
     )
     wizard.action_charge()
 
@@ -52,14 +60,9 @@ env.cr.commit()  # noqa: F821
 flags = env["crm.payment.risk.flag"].search([])  # noqa: F821
 alerts = env["crm.payment.alert"].search([])  # noqa: F821
 audit = env["crm.payment.audit"].search_count([])  # noqa: F821
+held = flags.filtered(lambda f: f.hold_charges).partner_id.mapped("name")
 print(
-    "demo: protection: %s risk flags (%s), %s alerts (%s), %s audit lines; held: %s"
-    % (
-        len(flags),
-        ", ".join(sorted(set(flags.mapped("rule")))),
-        len(alerts),
-        ", ".join(sorted(set(alerts.mapped("kind")))),
-        audit,
-        ", ".join(flags.filtered(lambda f: f.hold_charges).partner_id.mapped("name")) or "nobody",
-    )
+    f"demo: protection: {len(flags)} risk flags ({', '.join(sorted(set(flags.mapped('rule'))))}), "
+    f"{len(alerts)} alerts ({', '.join(sorted(set(alerts.mapped('kind'))))}), {audit} audit lines; "
+    f"held: {', '.join(held) or 'nobody'}"
 )
