@@ -161,6 +161,8 @@ class CrmPaymentAudit(models.Model):
         :param dict changes: ``{field: [before, after]}``, plain JSON values
         :param str operation: defaults to the event's type
         """
+        if operation is None and self.env.context.get("crm_audit_event") == event_id:
+            operation = self.env.context.get("crm_audit_event_type")
         if operation is None:
             self.env.cr.execute("SELECT event_type FROM crm_payment_event WHERE id = %s", [event_id])
             row = self.env.cr.fetchone()

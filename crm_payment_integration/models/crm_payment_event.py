@@ -417,7 +417,9 @@ class CrmPaymentEvent(models.Model):
         batch = EventBatch()
         for event in self.with_context(crm_batch=batch, crm_ledger_processing=True):
             # The changes the handler applies are written to the audit trail under its id.
-            event = event.with_context(crm_audit_event=event.id)  # noqa: PLW2901
+            event = event.with_context(  # noqa: PLW2901
+                crm_audit_event=event.id, crm_audit_event_type=event.event_type
+            )
             handler = handlers.get(event.event_type)
             if not handler:
                 event.write({"state": "ignored", "result": _("No handler for this event type.")})
