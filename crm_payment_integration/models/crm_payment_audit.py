@@ -15,13 +15,6 @@ _logger = logging.getLogger(__name__)
 # stays when the business transaction that made the call rolls back (the call still happened).
 READ_ONLY_SUFFIXES = (".retrieve", ".list", ".lines")
 
-# Fields whose change by a Stripe event is written to the audit trail, per model: states and
-# references, never a personal detail.
-AUDITED_FIELDS = {
-    "payment.transaction": ("state",),
-    "crm.subscription": ("state",),
-}
-
 
 class CrmPaymentAudit(models.Model):
     """The audit trail of CRM Payments: append-only.
@@ -35,7 +28,8 @@ class CrmPaymentAudit(models.Model):
       that made it may roll back, the call still happened at Stripe. A read is written on the
       current cursor (one INSERT): rolled back with it, it changed nothing anywhere.
     - ``change``: one per change a Stripe event applied (the event, the record, the fields
-      before and after), written on the event's cursor: a change rolled back never happened.
+      before and after: a transaction's or a subscription's state, a risk flag opened), written
+      on the event's cursor: a change rolled back never happened.
 
     Lines are written in SQL (one INSERT, no ORM); through the ORM no one, not even the
     superuser, edits or deletes one. Old lines are purged, in SQL, by a cron after the

@@ -202,8 +202,16 @@ class CrmSubscription(models.Model):
 
     def write(self, vals):
         """A running subscription whose interval changes counts its periods from its next
-        billing date, unless that date is a period start of the new interval too."""
+        billing date, unless that date is a period start of the new interval too. A state a
+        Stripe event changes goes to the audit trail."""
+        before = (
+            {subscription.id: {"state": subscription.state} for subscription in self}
+            if "state" in vals and self.env.context.get("crm_audit_event")
+            else None
+        )
         res = super().write(vals)
+        if before:
+            self.env["crm.payment.audit"]._crm_log_state_changes(self, before)
         if {"interval_unit", "interval_number"} & set(vals):
             for subscription in self.filtered(lambda s: s.billing_anchor_date and s.next_invoice_date):
                 if not billing_dates.is_period_start(
