@@ -13,6 +13,7 @@ from odoo.tools import mute_logger
 
 from ..const import EVENT_RETRY_DELAYS
 from .common import CrmPaymentCommon, StripeHttpMock, sign_payload, stripe_event, stripe_fixture
+from .test_stripe_billing import StripeBillingCommon
 
 SECRET = "whsec_protection_secret"
 DECLINING_CARD = "4000000000000341"  # attaches, then every charge is declined
@@ -696,3 +697,25 @@ class TestRiskEvents(ProtectionCommon, HttpCase):
         arch = self.env["res.partner"].get_view(view_type="form")["arch"]
         self.assertIn("Payment risk", arch)
         self.assertIn("Payment risk", self.env["crm.lead"].get_view(view_type="form")["arch"])
+
+
+@tagged("post_install", "-at_install")
+class TestAuditOfSubscriptionEvents(StripeBillingCommon):
+    def test_subscription_cancelled_in_stripe_is_audited(self):
+        remote = self._stripe_subscription()
+        self._import()
+        mirror = self._mirror(remote)
+        self.assertEqual(mirror.state, "active")
+        cancelled = self.gateway.cancel_subscription(remote["id"])
+        event = stripe_event("customer.subscription.deleted", cancelled)
+        Event = self.env["crm.payment.event"]
+        stored = Event.browse(Event.sudo()._crm_ingest(self.provider, event, json.dumps(event)))
+        Event._crm_process_due()
+        self.assertEqual((stored.state, mirror.state), ("done", "cancelled"), stored.result)
+        line = self.env["crm.payment.audit"].search(
+            [("event_id", "=", stored.id), ("res_model", "=", "crm.subscription")]
+        )
+        self.assertEqual(
+            (len(line), line.res_id, line.operation, line.changes),
+            (1, mirror.id, "customer.subscription.deleted", {"state": ["active", "cancelled"]}),
+        )
