@@ -190,15 +190,18 @@ class CrmPaymentEvent(models.Model):
             last_id, last_at = self.env.cr.fetchone() or (0, None)
             if hours > 0:
                 since = now - timedelta(hours=hours)
+                # Payments made in the window, and the first payment ever: a provider taking its
+                # first payments is not expected to have had events for the whole window.
                 self.env.cr.execute(
                     """
-                    SELECT count(*) FROM payment_transaction
-                     WHERE provider_id = %s AND crm_flow IS NOT NULL AND create_date >= %s
+                    SELECT count(*) FILTER (WHERE create_date >= %s), min(create_date)
+                      FROM payment_transaction
+                     WHERE provider_id = %s AND crm_flow IS NOT NULL
                     """,
-                    [provider.id, since],
+                    [since, provider.id],
                 )
-                payments = self.env.cr.fetchone()[0]
-                if payments and (last_at is None or last_at < since):
+                payments, first_payment = self.env.cr.fetchone()
+                if payments and first_payment < since and (last_at is None or last_at < since):
                     alerts |= Alert._crm_raise(
                         "webhook_silent",
                         f"silent:{provider.id}:{last_id}",

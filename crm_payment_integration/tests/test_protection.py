@@ -380,21 +380,37 @@ class TestAlertsAndAudit(ProtectionCommon):
             [now - timedelta(hours=7), self.provider.id],
         )
         self.Event.invalidate_model()
-        self.assertFalse(self.Event._cron_check_webhooks(now=now), "no payment made: silence is normal")
-        Tx._crm_create(self.partner, 10.0, self.company.currency_id, "checkout")
+        first = Tx._crm_create(self.partner, 10.0, self.company.currency_id, "checkout")
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE payment_transaction SET create_date = %s WHERE id = %s",
+            [now - timedelta(days=30), first.id],
+        )
+        self.assertFalse(
+            self.Event._cron_check_webhooks(now=now), "no payment within 6 hours: silence is normal"
+        )
+        Tx._crm_create(self.partner, 20.0, self.company.currency_id, "checkout")
         alert = self.Event._cron_check_webhooks(now=now)
-        self.assertEqual((len(alert), alert.kind), (1, "webhook_silent"))
+        self.assertEqual((len(alert), alert.kind, alert.res_id), (1, "webhook_silent", self.provider.id))
+        self.assertIn("6 hours", alert.summary)
         self.assertFalse(self.Event._cron_check_webhooks(now=now), "one alert per silence")
-        # An event arrives, then silence again: a new cause.
+        # An event arrives: no silence. Quiet again for 7 hours, with payments: a new alert.
         event = stripe_event("customer.updated", {"id": "cus_silent2", "object": "customer"})
         self.Event.sudo()._crm_ingest(self.provider, event, json.dumps(event))
         self.assertFalse(self.Event._cron_check_webhooks(now=now), "an event arrived within 6 hours")
         later = now + timedelta(hours=7)
+        Tx._crm_create(self.partner, 30.0, self.company.currency_id, "checkout")
+        self.env.flush_all()
         self.env.cr.execute(
-            "UPDATE payment_transaction SET create_date = %s WHERE provider_id = %s",
-            [later, self.provider.id],
+            "UPDATE payment_transaction SET create_date = %s WHERE provider_id = %s AND id != %s",
+            [later, self.provider.id, first.id],
         )
         self.assertEqual(len(self.Event._cron_check_webhooks(now=later)), 1)
+
+    def test_first_payments_of_a_new_provider_are_no_silence(self):
+        self.company.crm_webhook_silence_hours = 6
+        self.env["payment.transaction"]._crm_create(self.partner, 10.0, self.company.currency_id, "checkout")
+        self.assertFalse(self.Event._cron_check_webhooks(), "no event yet, but the first payment is new")
 
     def test_webhook_endpoint_disabled_at_stripe(self):
         self.company.crm_webhook_silence_hours = 0
