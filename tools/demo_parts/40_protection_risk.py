@@ -4,10 +4,14 @@ import json as _json  # noqa: E402
 import os as _os  # noqa: E402
 import time as _time  # noqa: E402
 
+from odoo.exceptions import UserError  # noqa: E402
+
 company.crm_alert_user_id = admin  # noqa: F821
 company.crm_alert_email_risk_flag = True  # noqa: F821
 
-# Card testing: five declined attempts with one card on Lumber Inc (threshold 5 in 60 minutes).
+# Card testing: declined attempts with one card on Lumber Inc, until the failed-attempt rules
+# (5 in 60 minutes, per customer and per card: the past-due subscription declined the same card
+# number) flag it and hold its charges.
 pm_testing = client.v1.payment_methods.create(  # noqa: F821
     params={
         "type": "card",
@@ -17,16 +21,21 @@ pm_testing = client.v1.payment_methods.create(  # noqa: F821
 client.v1.payment_methods.attach(pm_testing.id, params={"customer": partners[2].stripe_customer_id})  # noqa: F821
 partners[2].action_crm_stripe_sync()  # noqa: F821
 testing_token = partners[2]._crm_tokens().filtered(lambda t: t.stripe_payment_method == pm_testing.id)  # noqa: F821
-for attempt in range(5):
+refused = ""
+for attempt in range(6):
     wizard = env["crm.payment.charge.wizard"].create(  # noqa: F821
         {
-            "partner_id": partners[2].id,
+            "partner_id": partners[2].id,  # noqa: F821
             "token_id": testing_token.id,
             "amount": 1.0 + attempt,
             "reason": "Card test",
-        }  # noqa: F821
+        }
     )
-    wizard.action_charge()
+    try:
+        wizard.action_charge()
+    except UserError as error:  # the flag holds the customer's charges: refused at once
+        refused = str(error)
+        break
 
 # An early fraud warning on Azure's paid charge, as Stripe would send it (signed event).
 paid_tx = azure_invoice.transaction_ids.filtered(lambda t: t.state == "done" and t.operation != "refund")[:1]  # noqa: F821
@@ -66,3 +75,5 @@ print(
     f"{len(alerts)} alerts ({', '.join(sorted(set(alerts.mapped('kind'))))}), {audit} audit lines; "
     f"held: {', '.join(held) or 'nobody'}"
 )
+if refused:
+    print(f"demo: protection: a further charge refused: {refused[:90]}...")
