@@ -192,6 +192,21 @@ class TestRiskRules(ProtectionCommon):
         flag = self._flags("many_cards")
         self.assertEqual((len(flag), flag.transaction_id, flag.values["cards"]), (1, tx, 3))
 
+    def test_rules_of_a_new_company_opened_from_settings(self):
+        company = self.env["res.company"].create({"name": "New Company"})
+        Rule = self.env["crm.payment.risk.rule"]
+        self.assertFalse(Rule.search([("company_id", "=", company.id)]))
+        action = (
+            self.env.ref("crm_payment_integration.crm_payment_risk_rule_action_open")
+            .with_company(company)
+            .run()
+        )
+        self.assertEqual(action["res_model"], "crm.payment.risk.rule")
+        rules = Rule.search([("company_id", "=", company.id)])
+        self.assertEqual(len(rules), 9)
+        failed = rules.filtered(lambda r: r.code == "failed_customer")
+        self.assertEqual((failed.threshold, failed.window_minutes, failed.hold_charges), (5, 60, True))
+
     def test_rule_switched_off_flags_nothing(self):
         self._rule("failed_customer", threshold=1, enabled=False)
         self._charge(10.0, token=self._crm_save_card(DECLINING_CARD))
