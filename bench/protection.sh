@@ -8,10 +8,10 @@
 # compensates for a machine shared with other work). Prints the added time per confirmed
 # payment (target < 10 %) and the ingest slowdown (target < 5 %).
 #
-#   bench/protection.sh [PAYMENTS=300] [EVENTS=2000]     BASE=<commit> (default: merge-base with main)
+#   bench/protection.sh [PAYMENTS=200] [EVENTS=2000]     BASE=<commit> (default: merge-base with main)
 set -euo pipefail
 source "$(dirname "$0")/../tools/common.sh"
-PAYMENTS="${1:-300}"
+PAYMENTS="${1:-200}"
 EVENTS="${2:-2000}"
 BASE="${BASE:-$(git -C "$ROOT" merge-base HEAD main)}"
 OUT="$(mktemp -d)"
@@ -28,12 +28,13 @@ echo "== current: $(git -C "$ROOT" log -1 --format='%h %s' HEAD)$(git -C "$ROOT"
 for variant in base current; do
     root="$ROOT"; [ "$variant" = base ] && root="$OUT/base"
     echo "== payments, $variant"
-    "$root/bench/payments.sh" "$PAYMENTS" 4 | tee "$OUT/$variant.payments"
+    # (a non-zero exit, such as a worker Odoo killed in its own flow, is printed, not fatal)
+    "$root/bench/payments.sh" "$PAYMENTS" 4 | tee "$OUT/$variant.payments" || true
 done
 for variant in base current; do
     root="$ROOT"; [ "$variant" = base ] && root="$OUT/base"
     echo "== webhook ingest, $variant"
-    "$root/bench/ingest.sh" "$EVENTS" 8 | tee "$OUT/$variant.ingest"
+    "$root/bench/ingest.sh" "$EVENTS" 8 | tee "$OUT/$variant.ingest" || true
 done
 
 "$PYTHON" - "$OUT" <<'PY'
