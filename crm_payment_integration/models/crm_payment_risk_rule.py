@@ -1,4 +1,7 @@
+import psycopg2.errors
+
 from odoo import api, fields, models
+from odoo.tools import mute_logger
 
 RISK_RULES = [
     ("failed_customer", "Failed attempts of one customer"),
@@ -73,7 +76,12 @@ class CrmPaymentRiskRule(models.Model):
         rules = self.sudo().search([("company_id", "=", company.id)])
         missing = [code for code, __ in RISK_RULES if code not in rules.mapped("code")]
         if missing:
-            rules |= self.sudo().create([self._crm_default_values(company, code) for code in missing])
+            try:
+                with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                    rules |= self.sudo().create([self._crm_default_values(company, code) for code in missing])
+            except psycopg2.errors.UniqueViolation:
+                # Another worker created them at the same time (two first payments at once).
+                rules = self.sudo().search([("company_id", "=", company.id)])
         return {rule.code: rule for rule in rules if rule.enabled}
 
     @api.model
