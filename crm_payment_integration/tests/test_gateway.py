@@ -83,6 +83,14 @@ class TestErrorClassification(unittest.TestCase):
         self.assertFalse(StripeGatewayError("invalid_request", "x").retryable)
 
 
+class RequestIdMock(StripeHttpMock):
+    """Stripe's Request-Id header, as a real HTTP client hands it (case-insensitive)."""
+
+    def request(self, method, url, headers, post_data=None):
+        content, status, __ = super().request(method, url, headers, post_data)
+        return content, status, {"request-id": f"req_{len(self.requests)}"}
+
+
 class TestGatewayRequests(unittest.TestCase):
     """The gateway's requests as Stripe receives them, answered by a Stripe-shaped mock."""
 
@@ -108,13 +116,6 @@ class TestGatewayRequests(unittest.TestCase):
         customer = stripe_fixture("customer")
         declined = {"error": {"type": "card_error", "code": "card_declined", "message": "Declined."}}
         calls = []
-
-        class RequestIdMock(StripeHttpMock):
-            """Stripe's Request-Id header, as a real HTTP client hands it (case-insensitive)."""
-
-            def request(self, method, url, headers, post_data=None):
-                content, status, __ = super().request(method, url, headers, post_data)
-                return content, status, {"request-id": f"req_{len(self.requests)}"}
 
         routes = {
             ("post", "/v1/customers"): (200, customer),
