@@ -42,6 +42,8 @@
         "security/crm_subscription_insight_security.xml",
         "views/crm_subscription_insight_views.xml",
         "views/res_partner_subscription_insight_views.xml",
+        "data/crm_protection_cron_data.xml",
+        "views/crm_payment_protection_views.xml",
     ],
     "assets": {
         "web.assets_tests": [

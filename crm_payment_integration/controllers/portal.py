@@ -68,6 +68,7 @@ class CrmStripePortal(CustomerPortal):
                 "crm_payment_integration.crm_payment_status_page",
                 {"state": "unavailable", "message": str(error), "back_url": portal_url, "tx": None},
             )
+        tx_sudo._crm_store_risk_data(client_ip=request.httprequest.remote_addr)
         return request.redirect(tx_sudo.crm_checkout_url, local=False)
 
     @http.route("/crm_payment/stripe/return", type="http", auth="public", methods=["GET"], website=True)
@@ -130,6 +131,7 @@ class CrmStripePortal(CustomerPortal):
         tx_sudo = request.env["payment.transaction"].sudo().browse(tx_id).exists()
         if not tx_sudo or not tx_sudo.crm_flow or not tx_sudo._crm_check_access_token(access_token):
             raise NotFound()
+        tx_sudo._crm_store_risk_data(client_ip=request.httprequest.remote_addr)
         return tx_sudo
 
     def _crm_refresh(self, tx_sudo):

@@ -26,3 +26,8 @@ from . import crm_subscription_metric
 from . import res_config_settings_insight
 from . import res_partner_subscription_insight
 from . import crm_revenue_forecast
+from . import crm_payment_audit
+from . import crm_payment_alert
+from . import crm_payment_risk_rule
+from . import crm_payment_risk_flag
+from . import crm_payment_event_protection

@@ -175,6 +175,8 @@ class AccountMove(models.Model):
         """
         self.ensure_one()
         self._crm_check_payable()
+        # No saved-card charge while a risk flag holds the customer's charges.
+        self.partner_id._crm_check_charges_not_held(self.company_id)
         move = self.sudo()
         move._crm_lock_for_charge()
         # A charge of this invoice whose answer from Stripe was lost is settled first.

@@ -416,6 +416,10 @@ class CrmPaymentEvent(models.Model):
         handlers = self._crm_get_event_handlers()
         batch = EventBatch()
         for event in self.with_context(crm_batch=batch, crm_ledger_processing=True):
+            # The changes the handler applies are written to the audit trail under its id.
+            event = event.with_context(  # noqa: PLW2901
+                crm_audit_event=event.id, crm_audit_event_type=event.event_type
+            )
             handler = handlers.get(event.event_type)
             if not handler:
                 event.write({"state": "ignored", "result": _("No handler for this event type.")})
@@ -431,6 +435,8 @@ class CrmPaymentEvent(models.Model):
                 batch.cache.clear()  # what was read may belong to the rolled back savepoint
                 event._crm_record_failure(error, now)
             else:
+                if not isinstance(result, Ignored):
+                    event._crm_raise_event_alert()
                 event.write(
                     {
                         "state": "ignored" if isinstance(result, Ignored) else "done",
@@ -451,10 +457,13 @@ class CrmPaymentEvent(models.Model):
         if attempts > len(const.EVENT_RETRY_DELAYS):
             values.update(state="failed", next_attempt_at=False)
             self.write(values)
-            self.activity_schedule(
-                "mail.mail_activity_data_todo",
-                user_id=self.provider_id._crm_alert_user().id,
-                summary=_("Stripe event could not be applied"),
+            # One alert per event, however often it is reprocessed and fails again.
+            self.env["crm.payment.alert"]._crm_raise(
+                "event_failed",
+                f"event:{self.id}",
+                self,
+                _("Stripe event could not be applied"),
+                company=self.company_id,
                 note=_(
                     "%(type)s (%(event)s) failed %(attempts)s times: %(error)s. Fix the cause, "
                     "then click Reprocess.",
@@ -463,6 +472,7 @@ class CrmPaymentEvent(models.Model):
                     attempts=attempts,
                     error=message,
                 ),
+                fallback_user=self.provider_id._crm_alert_user(),
             )
             _logger.warning("stripe event %s failed for good: %s", self.stripe_event_id, message)
         else:

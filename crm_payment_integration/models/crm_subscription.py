@@ -202,8 +202,16 @@ class CrmSubscription(models.Model):
 
     def write(self, vals):
         """A running subscription whose interval changes counts its periods from its next
-        billing date, unless that date is a period start of the new interval too."""
+        billing date, unless that date is a period start of the new interval too. A state a
+        Stripe event changes goes to the audit trail."""
+        before = (
+            {subscription.id: {"state": subscription.state} for subscription in self}
+            if "state" in vals and self.env.context.get("crm_audit_event")
+            else None
+        )
         res = super().write(vals)
+        if before:
+            self.env["crm.payment.audit"]._crm_log_state_changes(self, before)
         if {"interval_unit", "interval_number"} & set(vals):
             for subscription in self.filtered(lambda s: s.billing_anchor_date and s.next_invoice_date):
                 if not billing_dates.is_period_start(
@@ -694,6 +702,10 @@ class CrmSubscription(models.Model):
         if not token:
             invoice._crm_send_payment_link(self.user_id or self.env.user)
             return False
+        held = self.partner_id._crm_automatic_charges_held(self.company_id)
+        if held:  # a risk flag holds the customer's charges until a person clears it
+            self._crm_hold_charge(invoice, held)
+            return False
         # A charge waiting for the customer (3-D Secure) or already paid is not made again.
         if invoice.transaction_ids.filtered(
             lambda tx: tx.crm_flow == "off_session" and tx.state in ("draft", "pending", "authorized", "done")
@@ -1007,6 +1019,46 @@ class CrmSubscription(models.Model):
     def _payment_recovered(self):
         self.write({"state": "active", "dunning_attempts": 0, "dunning_next_date": False})
         self.message_post(body=_("Past-due invoices paid: the subscription is active again."))
+
+    # === RISK HOLDS === #
+
+    def _crm_hold_charge(self, invoice, flags):
+        self.ensure_one()
+        values = {"dunning_next_date": False}
+        if self.state in ("trial", "active"):
+            values["state"] = "past_due"
+        self.write(values)
+        self.message_post(
+            body=_(
+                "%(invoice)s not charged: the customer's automatic charges are held by a risk flag "
+                "(%(flags)s). They resume once a person clears it.",
+                invoice=invoice.name,
+                flags="; ".join(flags.mapped("summary")),
+            )
+        )
+        _logger.info("%s: charge of %s held by risk flags %s", self.name, invoice.name, flags.ids)
+
+    @api.model
+    def _crm_resume_held_charges(self, partners):
+        """The risk flags holding these customers' charges are cleared: their subscriptions
+        with invoices left unpaid are retried at the next billing run (triggered now)."""
+        subscriptions = self.search(
+            [
+                ("partner_id", "in", partners.commercial_partner_id.ids),
+                ("managed_by", "=", "odoo"),
+                ("state", "in", ("active", "past_due")),
+            ]
+        ).filtered(lambda s: s._crm_unpaid_invoices())
+        for subscription in subscriptions:
+            subscription.write({"state": "past_due", "dunning_next_date": subscription._crm_today()})
+            subscription.message_post(
+                body=_("Risk flag cleared: the unpaid invoices are charged at the next billing run.")
+            )
+        if subscriptions:
+            self.env.ref("crm_payment_integration.ir_cron_crm_subscription_bill")._trigger(
+                fields.Datetime.now()
+            )
+        return subscriptions
 
 
 class CrmSubscriptionAdjustment(models.Model):

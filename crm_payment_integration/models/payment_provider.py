@@ -1,3 +1,4 @@
+import functools
 import logging
 import secrets
 
@@ -236,6 +237,8 @@ class PaymentProvider(models.Model):
             provider_sudo.stripe_secret_key,
             provider_sudo.crm_api_base or None,
             http_client=self._crm_stripe_http_client(),
+            # Every call goes to the audit trail (names and figures only, never the key).
+            observer=functools.partial(self.env["crm.payment.audit"]._crm_log_call, provider_sudo),
         )
 
     def _crm_stripe_call(self, method_name, *args, **kwargs):

@@ -9,6 +9,10 @@ class PaymentToken(models.Model):
 
     crm_exp_month = fields.Integer(string="Expiry Month", readonly=True)
     crm_exp_year = fields.Integer(string="Expiry Year", readonly=True)
+    crm_card_fingerprint = fields.Char(
+        string="Card Fingerprint", readonly=True, help="Stripe's fingerprint of the card number (risk rules)."
+    )
+    crm_card_country = fields.Char(string="Card Country", readonly=True, size=2)
     crm_is_default = fields.Boolean(
         string="Default in Stripe",
         readonly=True,
@@ -97,6 +101,8 @@ class PaymentToken(models.Model):
             "payment_details": details.get("last4") or "",
             "crm_exp_month": details.get("exp_month") or 0,
             "crm_exp_year": details.get("exp_year") or 0,
+            "crm_card_fingerprint": details.get("fingerprint") or False,
+            "crm_card_country": (details.get("country") or "").upper()[:2] or False,
             "crm_is_default": is_default,
             "active": True,
         }

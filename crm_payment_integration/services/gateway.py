@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import threading
+import time
 
 import stripe
 
@@ -164,6 +165,10 @@ class StripeGateway:
     :param str api_base: the base URL, empty for Stripe itself
     :param stripe.HTTPClient http_client: an HTTP client to use instead of the default one (the
         only place where tests answer for what localstripe lacks)
+    :param callable observer: called once after every call, succeeded or not, with keyword
+        arguments ``operation``, ``object_id``, ``request_id``, ``idempotency_key``,
+        ``http_status``, ``duration_ms`` and ``error_kind`` (the audit trail); never given the
+        key, the parameters or the answer
     """
 
     _local = threading.local()
@@ -179,6 +184,7 @@ class StripeGateway:
         timeout=const.REQUEST_TIMEOUT,
         max_network_retries=const.MAX_NETWORK_RETRIES,
         http_client=None,
+        observer=None,
     ):
         if not api_key:
             raise StripeGatewayError("authentication", "No Stripe secret key is configured.")
@@ -187,6 +193,8 @@ class StripeGateway:
         self.timeout = timeout
         self.max_network_retries = max_network_retries
         self.http_client = http_client
+        self.observer = observer
+        self._idempotency_key = None
 
     # --- client ---------------------------------------------------------------------------
 
@@ -228,12 +236,13 @@ class StripeGateway:
         )
 
     def _call(self, operation, func, *args, **kwargs):
-        """Run one SDK call and classify its failure.
+        """Run one SDK call, classify its failure and report it to the observer.
 
         :param str operation: a short name of the call, for logs and messages
         :return: the SDK's answer as plain values
         :raise StripeGatewayError: when Stripe or the network refused the call
         """
+        start = time.perf_counter()
         try:
             result = func(*args, **kwargs)
         except stripe.StripeError as error:
@@ -247,8 +256,45 @@ class StripeGateway:
                 gateway_error.http_status,
                 gateway_error.request_id,
             )
+            self._observe(
+                operation,
+                start,
+                args,
+                gateway_error.payment_intent,
+                gateway_error.request_id,
+                gateway_error.http_status,
+                gateway_error.kind,
+            )
             raise gateway_error from None
-        return to_plain(result)
+        response = getattr(result, "last_response", None)
+        plain = to_plain(result)
+        self._observe(
+            operation,
+            start,
+            args,
+            plain,
+            getattr(response, "request_id", None),
+            getattr(response, "code", None) or 200,
+            None,
+        )
+        return plain
+
+    def _observe(self, operation, start, args, answer, request_id, http_status, error_kind):
+        """Tell the observer (the audit trail) about one call: names and figures only."""
+        if self.observer is None:
+            return
+        object_id = args[0] if args and isinstance(args[0], str) else None
+        if object_id is None and isinstance(answer, dict) and isinstance(answer.get("id"), str):
+            object_id = answer["id"]
+        self.observer(
+            operation=operation,
+            object_id=object_id,
+            request_id=request_id,
+            idempotency_key=self._idempotency_key,
+            http_status=http_status,
+            duration_ms=int((time.perf_counter() - start) * 1000),
+            error_kind=error_kind,
+        )
 
     def _call_or_none(self, operation, func, *args, **kwargs):
         """Like :meth:`_call`, but an object Stripe does not have is ``None``."""
@@ -272,7 +318,11 @@ class StripeGateway:
             return answer["object"]
 
         self.last_replayed = False
-        result = self._call(operation, create)
+        self._idempotency_key = idempotency_key
+        try:
+            result = self._call(operation, create)
+        finally:
+            self._idempotency_key = None
         response = getattr(answer.get("object"), "last_response", None)
         headers = getattr(response, "headers", None) or {}
         self.last_replayed = any(
@@ -548,6 +598,13 @@ class StripeGateway:
             idempotency_key=idempotency_key,
         )
 
+    def retrieve_webhook_endpoint(self, endpoint_id):
+        """Return the endpoint (its ``status`` is ``enabled`` or ``disabled``), or ``None``
+        when it does not exist."""
+        return self._call_or_none(
+            "webhook_endpoint.retrieve", self.client.v1.webhook_endpoints.retrieve, endpoint_id
+        )
+
     def delete_webhook_endpoint(self, endpoint_id):
         """Delete an endpoint; one that no longer exists counts as deleted."""
         return self._call_or_none(
@@ -564,6 +621,7 @@ class StripeGateway:
             raise ValueError("localstripe configuration is never sent to Stripe")
         http_client = self.http_client or stripe.RequestsClient(timeout=self.timeout)
         body = json.dumps({"url": url, "secret": secret, "events": list(events)})
+        start = time.perf_counter()
         try:
             content, status, __ = http_client.request(
                 "post",
@@ -572,7 +630,18 @@ class StripeGateway:
                 body,
             )
         except stripe.StripeError as error:
-            raise classify_stripe_error(error, "localstripe.webhook") from None
+            gateway_error = classify_stripe_error(error, "localstripe.webhook")
+            self._observe("localstripe.webhook", start, (webhook_id,), None, None, None, gateway_error.kind)
+            raise gateway_error from None
+        self._observe(
+            "localstripe.webhook",
+            start,
+            (webhook_id,),
+            None,
+            None,
+            status,
+            None if status < 300 else "invalid_request",
+        )
         if status >= 300:
             raise StripeGatewayError(
                 "invalid_request",

@@ -68,6 +68,10 @@ EXPECTATIONS = {
     ("crm.payment.dispute", "action_crm_refresh"): "_case_dispute_refresh",
     ("crm.payment.dispute.evidence.wizard", "action_submit"): "_case_evidence_wizard",
     ("crm.payment.drift", "action_crm_repair"): "_case_drift_repair",
+    ("crm.payment.audit", "write"): "_case_audit_write",
+    ("crm.payment.audit", "unlink"): "_case_audit_unlink",
+    ("crm.payment.risk.flag", "action_crm_clear"): "_case_risk_flag",
+    ("crm.payment.risk.clear.wizard", "action_confirm"): "_case_risk_clear_wizard",
 }
 
 
@@ -602,6 +606,47 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             line.sudo(False),
             refused=(self.sales_all, self.billing_2, self.portal_a),
             allowed=self.billing_1,
+        )
+
+    def _audit_line(self):
+        self.customer_a.action_crm_stripe_sync()  # a call: one audit line
+        return self.env["crm.payment.audit"].search([("company_id", "=", self.company.id)], limit=1)
+
+    def _case_audit_write(self, model, method):
+        return Case(
+            self._audit_line(),
+            args=[{"operation": "forged"}],
+            refused=(self.billing_1, self.accountant, self.admin),
+            covered_by="test_protection (nobody edits an audit line, the superuser included)",
+        )
+
+    def _case_audit_unlink(self, model, method):
+        return Case(
+            self._audit_line(),
+            refused=(self.billing_1, self.accountant, self.admin),
+            covered_by="test_protection (nobody deletes an audit line, the superuser included)",
+        )
+
+    def _risk_flag(self, key):
+        rule = self.env["crm.payment.risk.rule"]._crm_rules(self.company)["early_fraud_warning"]
+        return self.env["crm.payment.risk.flag"]._crm_flag(
+            rule, self.env["payment.transaction"], self.customer_a, key, {}, "Fraud warning"
+        )
+
+    def _case_risk_flag(self, model, method):
+        return Case(
+            self._risk_flag("efw:acc1"), refused=(self.sales_all, self.billing_2), allowed=self.billing_1
+        )
+
+    def _case_risk_clear_wizard(self, model, method):
+        values = {
+            "flag_ids": [(6, 0, self._risk_flag("efw:acc2").ids)],
+            "reason": "Checked with the customer",
+        }
+        return Case(
+            self._wizard(model, self.billing_2, values),
+            refused=(self.billing_2,),
+            covered_by="test_protection (an accountant clears a flag; charges resume)",
         )
 
     # === A STRIPE-BILLED SUBSCRIPTION: THE PORTAL CANNOT CANCEL IT OVER RPC === #

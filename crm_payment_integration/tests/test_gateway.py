@@ -83,6 +83,14 @@ class TestErrorClassification(unittest.TestCase):
         self.assertFalse(StripeGatewayError("invalid_request", "x").retryable)
 
 
+class RequestIdMock(StripeHttpMock):
+    """Stripe's Request-Id header, as a real HTTP client hands it (case-insensitive)."""
+
+    def request(self, method, url, headers, post_data=None):
+        content, status, __ = super().request(method, url, headers, post_data)
+        return content, status, {"request-id": f"req_{len(self.requests)}"}
+
+
 class TestGatewayRequests(unittest.TestCase):
     """The gateway's requests as Stripe receives them, answered by a Stripe-shaped mock."""
 
@@ -103,6 +111,40 @@ class TestGatewayRequests(unittest.TestCase):
         self.assertTrue(request["url"].startswith("https://api.stripe.com/v1/customers"))
         self.assertEqual(request["headers"]["Stripe-Version"], API_VERSION)
         self.assertEqual(request["headers"]["Idempotency-Key"], "odoo-abc")
+
+    def test_observer_gets_each_call_without_secret(self):
+        customer = stripe_fixture("customer")
+        declined = {"error": {"type": "card_error", "code": "card_declined", "message": "Declined."}}
+        calls = []
+
+        routes = {
+            ("post", "/v1/customers"): (200, customer),
+            ("post", "/v1/payment_intents"): (402, declined),
+        }
+        gateway = StripeGateway(
+            "sk_test_secret123",
+            http_client=RequestIdMock(routes),
+            max_network_retries=0,
+            observer=lambda **call: calls.append(call),
+        )
+        gateway.create_customer({"name": "Azure"}, idempotency_key="odoo-abc")
+        with self.assertRaises(StripeGatewayError):
+            gateway.create_payment_intent({"amount": 100, "currency": "usd"}, idempotency_key="odoo-def")
+        self.assertIsNone(gateway.retrieve_customer(customer["id"]))  # no route: Stripe's 404
+        self.assertEqual(
+            [
+                (c["operation"], c["object_id"], c["idempotency_key"], c["http_status"], c["error_kind"])
+                for c in calls
+            ],
+            [
+                ("customer.create", customer["id"], "odoo-abc", 200, None),
+                ("payment_intent.create", None, "odoo-def", 402, "card_declined"),
+                ("customer.retrieve", customer["id"], None, 404, "not_found"),
+            ],
+        )
+        self.assertEqual([c["request_id"] for c in calls], ["req_1", "req_2", "req_3"])
+        self.assertTrue(all(c["duration_ms"] >= 0 for c in calls))
+        self.assertNotIn("sk_test_secret123", repr(calls))
 
     def test_create_without_idempotency_key_refused(self):
         gateway, mock = self._gateway({})

@@ -73,6 +73,8 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
         ("crm.payment.dispute", "action_crm_refresh"): "_setup_dispute_refresh",
         ("crm.payment.dispute.evidence.wizard", "action_submit"): "_setup_evidence_wizard",
         ("crm.payment.drift", "action_crm_repair"): "_setup_drift_repair",
+        ("crm.payment.risk.flag", "action_crm_clear"): "_setup_risk_flag_clear",
+        ("crm.payment.risk.clear.wizard", "action_confirm"): "_setup_risk_clear_wizard",
     }
 
     @classmethod
@@ -263,6 +265,32 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
 
     def _setup_subscription_invoices(self, method):
         return self._subscription("active"), self._window("account.move")
+
+    def _risk_flag(self):
+        rule = self.env["crm.payment.risk.rule"]._crm_rules(self.company)["early_fraud_warning"]
+        return self.env["crm.payment.risk.flag"]._crm_flag(
+            rule,
+            self.env["payment.transaction"],
+            self.partner,
+            "efw:rpc",
+            {"charge": "ch_rpc"},
+            "Fraud warning",
+        )
+
+    def _setup_risk_flag_clear(self, method):
+        return self._risk_flag(), self._window("crm.payment.risk.clear.wizard")
+
+    def _setup_risk_clear_wizard(self, method):
+        flag = self._risk_flag()
+        wizard = self.env["crm.payment.risk.clear.wizard"].create(
+            {"flag_ids": [(6, 0, flag.ids)], "reason": "Customer confirmed the payment"}
+        )
+
+        def check(result):
+            self.assertEqual(result["type"], "ir.actions.act_window_close")
+            self.assertEqual((flag.state, flag.cleared_by_id), ("cleared", self.integrator))
+
+        return wizard, check
 
     def _setup_cancel_wizard(self, method):
         subscription = self._subscription("active")

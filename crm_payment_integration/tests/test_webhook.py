@@ -112,9 +112,8 @@ class TestWebhook(CrmStripeCommon, HttpCase):
         self.assertEqual(self._post(event, url="/crm_payment/stripe/webhook/999999").status_code, 404)
 
     def test_unknown_type_acknowledged_and_ignored(self):
-        event = stripe_event(
-            "radar.early_fraud_warning.created", {"id": "issfr_1", "object": "radar.early_fraud_warning"}
-        )
+        # (early fraud warnings, once the example here, are now applied: see test_protection)
+        event = stripe_event("issuing_card.created", {"id": "ic_1", "object": "issuing.card"})
         self.assertEqual(self._post(event).status_code, 200)
         self.assertEqual(self._stored(event).state, "ignored")
 

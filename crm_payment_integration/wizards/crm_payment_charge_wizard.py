@@ -152,6 +152,7 @@ class CrmPaymentChargeWizard(models.TransientModel):
                 token=self.token_id, amount=self.amount, reason=self.reason
             )
         partner_sudo = self.partner_id.commercial_partner_id.sudo()
+        partner_sudo._crm_check_charges_not_held(self.token_id.provider_id.company_id)
         utils.lock_nowait(
             partner_sudo,
             _(
