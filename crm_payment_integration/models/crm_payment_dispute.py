@@ -282,14 +282,30 @@ class CrmPaymentDispute(models.Model):
     def _crm_on_dispute_opened(self):
         """Called once, when a dispute is first recorded: an activity for the salesperson, due
         the day before Stripe's evidence deadline (today when that is sooner), and a note on
-        the invoice. The hook alerts hang on."""
+        the invoice, and the dispute alert."""
         self.ensure_one()
+        reason = dict(DISPUTE_REASONS).get(self.reason, self.reason)
+        # The alert (crm.payment.alert): one per dispute, whichever of its events came first.
+        self.env["crm.payment.alert"]._crm_raise(
+            "dispute",
+            f"dispute:{self.stripe_dispute_id}",
+            self,
+            _(
+                "Stripe dispute %(dispute)s: %(amount)s %(currency)s (%(reason)s)",
+                dispute=self.stripe_dispute_id,
+                amount=self.amount,
+                currency=self.currency_id.name,
+                reason=reason or "-",
+            ),
+            company=self.company_id,
+            fallback_user=self.provider_id._crm_alert_user(),
+        )
         self.message_post(
             body=_(
                 "Stripe dispute of %(amount)s %(currency)s (%(reason)s) on charge %(charge)s.",
                 amount=self.amount,
                 currency=self.currency_id.name,
-                reason=dict(DISPUTE_REASONS).get(self.reason, self.reason),
+                reason=reason,
                 charge=self.stripe_charge_id,
             )
         )

@@ -435,8 +435,6 @@ class CrmPaymentEvent(models.Model):
                 batch.cache.clear()  # what was read may belong to the rolled back savepoint
                 event._crm_record_failure(error, now)
             else:
-                if not isinstance(result, Ignored):
-                    event._crm_raise_event_alert()
                 event.write(
                     {
                         "state": "ignored" if isinstance(result, Ignored) else "done",

@@ -14,11 +14,6 @@ PROTECTION_EVENT_HANDLERS = {
     "radar.early_fraud_warning.created": "_crm_handle_early_fraud_warning",
 }
 
-# Event type -> alert kind raised once per object when the event is applied.
-EVENT_ALERTS = {
-    "charge.dispute.created": "dispute",
-}
-
 
 class CrmPaymentEvent(models.Model):
     _inherit = "crm.payment.event"
@@ -29,32 +24,6 @@ class CrmPaymentEvent(models.Model):
         handlers = super()._crm_get_event_handlers()
         handlers.update(PROTECTION_EVENT_HANDLERS)
         return handlers
-
-    # === ALERTS === #
-
-    def _crm_raise_event_alert(self):
-        """Raise the alert an applied event calls for (a dispute), once per Stripe object."""
-        self.ensure_one()
-        kind = EVENT_ALERTS.get(self.event_type)
-        if not kind:
-            return
-        obj = self._crm_event_object()
-        amount = obj.get("amount")
-        currency = (obj.get("currency") or "").upper()
-        self.env["crm.payment.alert"]._crm_raise(
-            kind,
-            f"{kind}:{self.object_id}",
-            self,
-            _(
-                "Stripe dispute %(dispute)s: %(amount)s %(currency)s (%(reason)s)",
-                dispute=self.object_id,
-                amount=amount if amount is not None else "?",
-                currency=currency,
-                reason=obj.get("reason") or "-",
-            ),
-            company=self.company_id,
-            fallback_user=self.provider_id._crm_alert_user(),
-        )
 
     # === HANDLERS === #
 

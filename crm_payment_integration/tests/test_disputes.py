@@ -99,6 +99,9 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
         self.assertEqual(invoice.payment_state in ("paid", "in_payment"), True)  # nothing booked yet
         self.assertEqual(invoice.crm_dispute_count, 1)
         self.assertEqual(self.partner.crm_dispute_count, 1)
+        alert = self.env["crm.payment.alert"].sudo().search([("kind", "=", "dispute")])
+        self.assertEqual((len(alert), alert.cause_key), (1, f"dispute:{remote['id']}"))
+        self.assertIn(f"100.0 {self.currency.name} (Product Not Received)", alert.summary)
 
         # The salesperson opens the evidence form: pre-filled, then edited.
         action = dispute.with_user(self.seller).action_crm_submit_evidence()
@@ -220,6 +223,9 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
         self.assertEqual(len(dispute.withdrawal_move_id), 1)
         self.assertEqual(invoice.amount_residual, 60.0)
         self.assertFalse(dispute.activity_ids)  # closed at once: nothing to do
+        # One alert for the dispute, though its events came in any order.
+        alert = self.env["crm.payment.alert"].sudo().search([("kind", "=", "dispute")])
+        self.assertEqual((len(alert), alert.cause_key), (1, f"dispute:{remote['id']}"))
 
     def test_dispute_on_a_refunded_invoice_reopens_nothing(self):
         invoice, tx, charge_id = self._paid_invoice(50.0)

@@ -440,22 +440,6 @@ class TestAlertsAndAudit(ProtectionCommon):
         calls = self.Audit.search([("operation", "=", "webhook_endpoint.retrieve")])
         self.assertEqual((len(calls), calls[0].object_id, calls[0].http_status), (2, "we_123", 200))
 
-    def test_dispute_alert_once_per_dispute(self):
-        dispute = (
-            stripe_fixture("dispute")
-            if "dispute" in self._fixture_names()
-            else {"id": "dp_1", "object": "dispute"}
-        )
-        dispute.update({"id": "dp_alert", "amount": 1999, "currency": "usd", "reason": "fraudulent"})
-        event = stripe_event("charge.dispute.created", dispute)
-        stored = self.Event.browse(self.Event.sudo()._crm_ingest(self.provider, event, json.dumps(event)))
-        stored._crm_raise_event_alert()
-        stored._crm_raise_event_alert()
-        alert = self.Alert.search([("kind", "=", "dispute")])
-        self.assertEqual((len(alert), alert.cause_key), (1, "dispute:dp_alert"))
-        self.assertIn("1999 USD", alert.summary)
-        self.assertIn("fraudulent", alert.summary)
-
     def _fixture_names(self):
         from .common import FIXTURES
 
