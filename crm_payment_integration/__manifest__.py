@@ -29,6 +29,11 @@
         "views/crm_subscription_views.xml",
         "views/crm_subscription_portal_templates.xml",
         "views/crm_payment_menus.xml",
+        "data/crm_collection_data.xml",
+        "data/crm_collection_cron_data.xml",
+        "report/crm_collection_reports.xml",
+        "views/crm_collection_views.xml",
+        "views/crm_collection_portal_templates.xml",
     ],
     "assets": {
         "web.assets_tests": [

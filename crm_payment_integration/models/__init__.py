@@ -12,3 +12,13 @@ from . import res_config_settings
 from . import crm_subscription
 from . import crm_subscription_template
 from . import crm_subscription_stripe
+from . import crm_collection_level
+from . import crm_collection_reminder
+from . import crm_collection_promise
+from . import crm_collection_overview
+from . import res_partner_collection
+from . import res_company_collection
+from . import res_config_settings_collection
+from . import account_move_collection
+from . import payment_transaction_collection
+from . import crm_lead_collection
