@@ -95,6 +95,7 @@ class CrmCollectionReminder(models.Model):
         """
         today = today or fields.Date.context_today(self)
         testing = getattr(threading.current_thread(), "testing", False)
+        self._crm_allocate_open_payments()
         self.env["crm.collection.promise"]._crm_settle(today)
         budget = budget or TimeBudget.for_run(self.env, config)
         cron = self.env.ref("crm_payment_integration.ir_cron_crm_collection_run")
@@ -109,6 +110,31 @@ class CrmCollectionReminder(models.Model):
             done += len(batch)
         report_cron_progress(cron, done, len(groups) - done)
         return done
+
+    @api.model
+    def _crm_allocate_open_payments(self):
+        """Apply the payments not yet matched with invoices (a transfer of part of what is
+        due) to the open invoices of their customers, oldest due first, before finding what to
+        remind: the customers are found in SQL, the few with such payments then allocated."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            SELECT DISTINCT p.commercial_partner_id, l.company_id
+              FROM account_move_line l
+              JOIN account_account a ON a.id = l.account_id AND a.account_type = 'asset_receivable'
+              JOIN account_move pm ON pm.id = l.move_id AND pm.origin_payment_id IS NOT NULL
+              JOIN res_partner p ON p.id = l.partner_id
+             WHERE NOT l.reconciled AND l.parent_state = 'posted' AND l.balance < 0
+               AND EXISTS (
+                   SELECT 1 FROM account_move m
+                    WHERE m.commercial_partner_id = p.commercial_partner_id AND m.company_id = l.company_id
+                      AND m.move_type = 'out_invoice' AND m.state = 'posted'
+                      AND m.payment_state IN ('not_paid', 'partial'))
+            """
+        )
+        Partner = self.env["res.partner"].sudo()
+        for partner_id, company_id in self.env.cr.fetchall():
+            Partner.browse(partner_id)._crm_allocate_payments(self.env["res.company"].browse(company_id))
 
     @api.model
     def _crm_due_groups_now(self, partner, company, today):

@@ -204,9 +204,9 @@ class ResPartner(models.Model):
             }
         )
         partner.message_post(
-            body=_("Automatic payment of overdue invoices %(what)s (%(source)s).",
+            body=_("Automatic payment of overdue invoices %(what)s (%(origin)s).",
                    what=_("accepted") if consent else _("withdrawn"),
-                   source=dict(self._fields["crm_autopay_consent_source"].selection)[source])
+                   origin=dict(self._fields["crm_autopay_consent_source"].selection)[source])
         )
 
     def _crm_pay_all_token(self, company, currency):
@@ -332,8 +332,10 @@ class ResPartner(models.Model):
             order="date_maturity, id",
         )
         touched = self.env["account.move"]
-        for account in credits.account_id:
-            lines = (credits + debits).filtered(lambda line, a=account: line.account_id == a)
+        for account, currency in {(line.account_id, line.currency_id) for line in credits}:
+            lines = (credits + debits).filtered(
+                lambda line, a=account, c=currency: line.account_id == a and line.currency_id == c
+            )
             if lines.filtered(lambda line: line.balance > 0):
                 touched |= lines.filtered(lambda line: line.balance > 0).move_id
                 lines.reconcile()
@@ -436,10 +438,11 @@ class ResPartner(models.Model):
             """,  # noqa: S608 # pylint: disable=sql-injection
             params,
         )
+        rows = cr.fetchall()
         currency = company.currency_id
         lines, running = [], opening
         totals = {"invoice": 0.0, "credit_note": 0.0, "payment": 0.0, "other": 0.0}
-        for date, name, due, balance, kind in cr.fetchall():
+        for date, name, due, balance, kind in rows:
             running += balance
             totals[kind] += balance
             lines.append(

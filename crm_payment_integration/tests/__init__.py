@@ -19,3 +19,4 @@ from . import test_portal_ux
 from . import test_worker_limits
 from . import test_access
 from . import test_review_fixes
+from . import test_collections
