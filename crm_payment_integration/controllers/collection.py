@@ -84,14 +84,13 @@ class CrmCollectionPortal(CrmPortalAccount):
             raise NotFound()
         return partner
 
-    @http.route(
-        ["/my/statement", "/my/statement/<int:partner_id>"], type="http", auth="user", website=True
-    )
+    @http.route(["/my/statement", "/my/statement/<int:partner_id>"], type="http", auth="user", website=True)
     def crm_my_statement(self, partner_id=None, date_from=None, date_to=None, **kwargs):
         """The customer's statement of account: their own only (another customer's is a 404)."""
         partner = self._crm_own_partner(partner_id)
         return request.render(
-            "crm_payment_integration.portal_my_statement", self._crm_statement_values(partner, date_from, date_to)
+            "crm_payment_integration.portal_my_statement",
+            self._crm_statement_values(partner, date_from, date_to),
         )
 
     @http.route("/my/statement/pdf", type="http", auth="user", website=True)
@@ -104,7 +103,11 @@ class CrmCollectionPortal(CrmPortalAccount):
             ._render_qweb_pdf(
                 "crm_payment_integration.report_crm_statement",
                 partner.ids,
-                data={"date_from": str(date_from), "date_to": str(date_to), "company_id": request.env.company.id},
+                data={
+                    "date_from": str(date_from),
+                    "date_to": str(date_to),
+                    "company_id": request.env.company.id,
+                },
             )
         )
         return request.make_response(
@@ -134,11 +137,15 @@ class CrmCollectionPortal(CrmPortalAccount):
         values = super()._prepare_my_invoices_values(*args, **kwargs)
         partner = request.env.user.partner_id.commercial_partner_id.sudo()
         company = request.env.company
-        overdue = partner._crm_overdue_moves(company) if not request.env.user._is_public() else partner.browse()
+        overdue = (
+            partner._crm_overdue_moves(company) if not request.env.user._is_public() else partner.browse()
+        )
         values["crm_pay_all_links"] = [
             {
                 "currency": currency,
-                "total": sum(overdue.filtered(lambda m, c=currency: m.currency_id == c).mapped("amount_residual")),
+                "total": sum(
+                    overdue.filtered(lambda m, c=currency: m.currency_id == c).mapped("amount_residual")
+                ),
                 "url": partner._crm_pay_all_url(company, currency),
             }
             for currency in overdue.currency_id

@@ -27,7 +27,9 @@ class CrmCollectionOverview(models.Model):
     amount_90_plus = fields.Monetary(string="90+ Days", readonly=True)
     oldest_due_date = fields.Date(readonly=True)
     days_overdue = fields.Integer(readonly=True, help="Days past the due date of the oldest unpaid invoice.")
-    level = fields.Integer(string="Level", readonly=True, help="The highest reminder level reached (0: none).")
+    level = fields.Integer(
+        string="Level", readonly=True, help="The highest reminder level reached (0: none)."
+    )
     last_reminder_date = fields.Datetime(string="Last Reminder", readonly=True)
     next_action_date = fields.Date(
         readonly=True,
@@ -54,8 +56,10 @@ class CrmCollectionOverview(models.Model):
                            COALESCE(sum(o.residual) FILTER (WHERE o.days > 0), 0) AS overdue_amount,
                            COALESCE(sum(o.residual) FILTER (WHERE o.days <= 0), 0) AS amount_current,
                            COALESCE(sum(o.residual) FILTER (WHERE o.days BETWEEN 1 AND 30), 0) AS amount_1_30,
-                           COALESCE(sum(o.residual) FILTER (WHERE o.days BETWEEN 31 AND 60), 0) AS amount_31_60,
-                           COALESCE(sum(o.residual) FILTER (WHERE o.days BETWEEN 61 AND 90), 0) AS amount_61_90,
+                           COALESCE(sum(o.residual) FILTER (WHERE o.days BETWEEN 31 AND 60), 0)
+                               AS amount_31_60,
+                           COALESCE(sum(o.residual) FILTER (WHERE o.days BETWEEN 61 AND 90), 0)
+                               AS amount_61_90,
                            COALESCE(sum(o.residual) FILTER (WHERE o.days > 90), 0) AS amount_90_plus,
                            min(o.due) FILTER (WHERE o.days > 0) AS oldest_due_date,
                            max(o.days) AS days_overdue

@@ -37,7 +37,9 @@ class CrmCollectionPromise(models.Model):
         string="Promised On", required=True, default=fields.Date.context_today, readonly=True
     )
     paid_amount = fields.Monetary(
-        string="Paid Since", readonly=True, help="The customer's payments since the promise (company currency)."
+        string="Paid Since",
+        readonly=True,
+        help="The customer's payments since the promise (company currency).",
     )
     state = fields.Selection(
         [("open", "Open"), ("kept", "Kept"), ("broken", "Broken")],
@@ -53,7 +55,9 @@ class CrmCollectionPromise(models.Model):
     def create(self, vals_list):
         for vals in vals_list:
             if vals.get("partner_id"):
-                vals["partner_id"] = self.env["res.partner"].browse(vals["partner_id"]).commercial_partner_id.id
+                vals["partner_id"] = (
+                    self.env["res.partner"].browse(vals["partner_id"]).commercial_partner_id.id
+                )
         promises = super().create(vals_list)
         for promise in promises:
             promise.partner_id.sudo().message_post(
@@ -78,9 +82,7 @@ class CrmCollectionPromise(models.Model):
             currency = promise.currency_id
             if currency.compare_amounts(amount, promise.amount) >= 0:
                 promise.write({"state": "kept", "paid_amount": amount})
-                promise.partner_id.message_post(
-                    body=_("Promise to pay of %(date)s kept.", date=promise.date)
-                )
+                promise.partner_id.message_post(body=_("Promise to pay of %(date)s kept.", date=promise.date))
             elif promise.date < today:
                 promise.write({"state": "broken", "paid_amount": amount})
                 note = _(

@@ -33,11 +33,15 @@ class CrmCollectionReminder(models.Model):
     )
     recipient_id = fields.Many2one("res.partner", string="Sent To", readonly=True)
     currency_id = fields.Many2one("res.currency", required=True, readonly=True)
-    level_id = fields.Many2one("crm.collection.level", string="Level Setting", readonly=True, ondelete="set null")
+    level_id = fields.Many2one(
+        "crm.collection.level", string="Level Setting", readonly=True, ondelete="set null"
+    )
     level = fields.Integer(readonly=True, help="The level reached when the reminder was made.")
     invoice_ids = fields.Many2many("account.move", string="Invoices", readonly=True)
     amount = fields.Monetary(
-        string="Total Due", readonly=True, help="What the invoices still owed when it was made, in its currency."
+        string="Total Due",
+        readonly=True,
+        help="What the invoices still owed when it was made, in its currency.",
     )
     state = fields.Selection(
         [
@@ -334,14 +338,18 @@ class CrmCollectionReminder(models.Model):
                     .sudo()
                     ._render_qweb_pdf("crm_payment_integration.report_crm_collection_letter", reminder.ids)
                 )
-                attachment = self.env["ir.attachment"].sudo().create(
-                    {
-                        "name": _("Reminder %(customer)s.pdf", customer=reminder.partner_id.name),
-                        "raw": pdf,
-                        "mimetype": "application/pdf",
-                        "res_model": reminder._name,
-                        "res_id": reminder.id,
-                    }
+                attachment = (
+                    self.env["ir.attachment"]
+                    .sudo()
+                    .create(
+                        {
+                            "name": _("Reminder %(customer)s.pdf", customer=reminder.partner_id.name),
+                            "raw": pdf,
+                            "mimetype": "application/pdf",
+                            "res_model": reminder._name,
+                            "res_id": reminder.id,
+                        }
+                    )
                 )
                 template.sudo().send_mail(
                     reminder.id,
@@ -361,7 +369,9 @@ class CrmCollectionReminder(models.Model):
                 state=what,
                 invoices=", ".join(reminder.invoice_ids.mapped("name")),
                 amount=reminder._crm_format(reminder.amount),
-                to=_(" – sent to %s", reminder.recipient_id.email) if reminder.state in ("sent", "declined") else "",
+                to=_(" – sent to %s", reminder.recipient_id.email)
+                if reminder.state in ("sent", "declined")
+                else "",
             )
             if reminder.decline_reason:
                 body += " " + _("Charge declined: %s.", reminder.decline_reason)

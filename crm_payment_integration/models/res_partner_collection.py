@@ -204,9 +204,11 @@ class ResPartner(models.Model):
             }
         )
         partner.message_post(
-            body=_("Automatic payment of overdue invoices %(what)s (%(origin)s).",
-                   what=_("accepted") if consent else _("withdrawn"),
-                   origin=dict(self._fields["crm_autopay_consent_source"].selection)[source])
+            body=_(
+                "Automatic payment of overdue invoices %(what)s (%(origin)s).",
+                what=_("accepted") if consent else _("withdrawn"),
+                origin=dict(self._fields["crm_autopay_consent_source"].selection)[source],
+            )
         )
 
     def _crm_pay_all_token(self, company, currency):
@@ -233,8 +235,10 @@ class ResPartner(models.Model):
         """
         self.ensure_one()
         today = today or fields.Date.context_today(self)
-        first = self.env["crm.collection.level"].sudo().search(
-            [("company_id", "=", company.id)], order="days", limit=1
+        first = (
+            self.env["crm.collection.level"]
+            .sudo()
+            .search([("company_id", "=", company.id)], order="days", limit=1)
         )
         limit = today - relativedelta(days=first.days if first else 0)
         excluded = self.env["account.move"]._crm_collection_excluded_move_ids()
@@ -356,8 +360,10 @@ class ResPartner(models.Model):
             recipient = partner._crm_collection_recipient()
             if not recipient:
                 raise UserError(
-                    _("%(partner)s has no email address: add one to send the statement.",
-                      partner=partner.display_name)
+                    _(
+                        "%(partner)s has no email address: add one to send the statement.",
+                        partner=partner.display_name,
+                    )
                 )
             period = partner._crm_statement_period(date_from, date_to)
             pdf, __ = report.with_company(company)._render_qweb_pdf(
@@ -377,11 +383,18 @@ class ResPartner(models.Model):
             template.with_context(crm_statement_recipient=recipient.id).send_mail(
                 partner.id,
                 email_layout_xmlid="mail.mail_notification_light",
-                email_values={"attachment_ids": [(4, attachment.id)], "recipient_ids": [(6, 0, recipient.ids)]},
+                email_values={
+                    "attachment_ids": [(4, attachment.id)],
+                    "recipient_ids": [(6, 0, recipient.ids)],
+                },
             )
             partner.message_post(
-                body=_("Statement of account (%(start)s to %(end)s) sent to %(email)s.",
-                       start=period[0], end=period[1], email=recipient.email),
+                body=_(
+                    "Statement of account (%(start)s to %(end)s) sent to %(email)s.",
+                    start=period[0],
+                    end=period[1],
+                    email=recipient.email,
+                ),
             )
             recipients |= recipient
         return recipients
@@ -458,12 +471,16 @@ class ResPartner(models.Model):
             )
         cr.execute(
             f"""
-            SELECT COALESCE(sum(l.amount_residual) FILTER (WHERE %(date_to)s - COALESCE(l.date_maturity, l.date) <= 0), 0),
-                   COALESCE(sum(l.amount_residual) FILTER (WHERE %(date_to)s - COALESCE(l.date_maturity, l.date) BETWEEN 1 AND 30), 0),
-                   COALESCE(sum(l.amount_residual) FILTER (WHERE %(date_to)s - COALESCE(l.date_maturity, l.date) BETWEEN 31 AND 60), 0),
-                   COALESCE(sum(l.amount_residual) FILTER (WHERE %(date_to)s - COALESCE(l.date_maturity, l.date) BETWEEN 61 AND 90), 0),
-                   COALESCE(sum(l.amount_residual) FILTER (WHERE %(date_to)s - COALESCE(l.date_maturity, l.date) > 90), 0)
-            {receivable} AND NOT l.reconciled AND l.date <= %(date_to)s
+            SELECT COALESCE(sum(residual) FILTER (WHERE days <= 0), 0),
+                   COALESCE(sum(residual) FILTER (WHERE days BETWEEN 1 AND 30), 0),
+                   COALESCE(sum(residual) FILTER (WHERE days BETWEEN 31 AND 60), 0),
+                   COALESCE(sum(residual) FILTER (WHERE days BETWEEN 61 AND 90), 0),
+                   COALESCE(sum(residual) FILTER (WHERE days > 90), 0)
+              FROM (
+                SELECT l.amount_residual AS residual,
+                       %(date_to)s - COALESCE(l.date_maturity, l.date) AS days
+                {receivable} AND NOT l.reconciled AND l.date <= %(date_to)s
+              ) open_items
             """,  # noqa: S608 # pylint: disable=sql-injection
             params,
         )
@@ -502,9 +519,11 @@ class ResPartner(models.Model):
         interval), in batches within Odoo's limits."""
         cron = self.env.ref("crm_payment_integration.ir_cron_crm_collection_statements")
         month = fields.Date.context_today(self).replace(day=1)
-        partners = self.sudo().search(
-            [("crm_statement_monthly", "=", True), ("is_company", "=", True)]
-        ).filtered(lambda p: (p.crm_statement_sent_month or fields.Date.to_date("1900-01-01")) < month)
+        partners = (
+            self.sudo()
+            .search([("crm_statement_monthly", "=", True), ("is_company", "=", True)])
+            .filtered(lambda p: (p.crm_statement_sent_month or fields.Date.to_date("1900-01-01")) < month)
+        )
         for partner in iter_batches(
             partners,
             budget or TimeBudget.for_run(self.env, config),

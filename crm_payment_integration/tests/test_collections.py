@@ -314,7 +314,9 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self.assertEqual(sum(st["ageing"]), closing)
         data = {"date_from": "2030-02-01", "date_to": "2030-02-28", "company_id": self.company.id}
         Report = self.env["ir.actions.report"]
-        html = Report._render_qweb_html("crm_payment_integration.report_crm_statement", self.partner.ids, data)[0]
+        html = Report._render_qweb_html(
+            "crm_payment_integration.report_crm_statement", self.partner.ids, data
+        )[0]
         self.assertIn(b"950.00", html)
         self.assertNotIn(b"777.00", html)
         pdf, kind = Report.with_context(force_report_rendering=True)._render_qweb_pdf(
@@ -331,10 +333,20 @@ class TestCollections(CrmPaymentCommon, HttpCase):
 
     def test_portal_statement_only_own_lines(self):
         other = self._statement_data()
-        new_test_user(self.env, login="coll_portal", password="coll_portal", groups="base.group_portal",
-                      partner_id=self.contact.id)
-        new_test_user(self.env, login="coll_other", password="coll_other", groups="base.group_portal",
-                      partner_id=other.id)
+        new_test_user(
+            self.env,
+            login="coll_portal",
+            password="coll_portal",
+            groups="base.group_portal",
+            partner_id=self.contact.id,
+        )
+        new_test_user(
+            self.env,
+            login="coll_other",
+            password="coll_other",
+            groups="base.group_portal",
+            partner_id=other.id,
+        )
         self.authenticate("coll_portal", "coll_portal")
         page = self.url_open("/my/statement?date_from=2030-02-01&date_to=2030-02-28")
         self.assertEqual(page.status_code, 200)
@@ -350,13 +362,20 @@ class TestCollections(CrmPaymentCommon, HttpCase):
 
     def test_portal_invoices_pay_all_and_consent_switch(self):
         self._invoice_due(45.0, fields.Date.today() - timedelta(days=3))
-        new_test_user(self.env, login="coll_portal2", password="coll_portal2", groups="base.group_portal",
-                      partner_id=self.contact.id)
+        new_test_user(
+            self.env,
+            login="coll_portal2",
+            password="coll_portal2",
+            groups="base.group_portal",
+            partner_id=self.contact.id,
+        )
         self.authenticate("coll_portal2", "coll_portal2")
         page = self.url_open("/my/invoices")
         self.assertIn("Pay all overdue", page.text)
-        self.assertIn(self.partner._crm_pay_all_url(self.company, self.usd).split("?")[0].split("/crm_payment")[1],
-                      page.text)
+        self.assertIn(
+            self.partner._crm_pay_all_url(self.company, self.usd).split("?")[0].split("/crm_payment")[1],
+            page.text,
+        )
         self.assertIn("/my/statement", page.text)
         # The switch is a POST with a CSRF token: without one, refused.
         refused = self.url_open("/my/collection/autopay", data={"consent": "1"})
@@ -365,7 +384,8 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self._crm_save_card()
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         answer = self.url_open(
-            "/my/collection/autopay", data={"consent": "1", "csrf_token": token},
+            "/my/collection/autopay",
+            data={"consent": "1", "csrf_token": token},
             allow_redirects=False,
         )
         self.assertEqual(answer.status_code, 303)
@@ -378,9 +398,17 @@ class TestCollections(CrmPaymentCommon, HttpCase):
     def test_promise_pauses_then_broken_resumes(self):
         self._invoice_due(500.0, D)
         self._run(D)
-        promise = self.env["crm.collection.promise"].with_user(self.salesman).create(
-            {"partner_id": self.contact.id, "date": D + timedelta(days=10), "amount": 500.0,
-             "start_date": D}
+        promise = (
+            self.env["crm.collection.promise"]
+            .with_user(self.salesman)
+            .create(
+                {
+                    "partner_id": self.contact.id,
+                    "date": D + timedelta(days=10),
+                    "amount": 500.0,
+                    "start_date": D,
+                }
+            )
         )
         self.assertEqual(promise.partner_id, self.partner, "promised by the company")
         self.assertFalse(self._run(D + timedelta(days=7)).filtered(lambda r: r.level == 2), "paused")

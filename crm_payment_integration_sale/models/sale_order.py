@@ -33,6 +33,8 @@ class SaleOrder(models.Model):
                 )
             for order in held:
                 order.message_post(
-                    body=_("Confirmed despite the customer's credit hold, approved by %s.", self.env.user.name)
+                    body=_(
+                        "Confirmed despite the customer's credit hold, approved by %s.", self.env.user.name
+                    )
                 )
         return super().action_confirm()

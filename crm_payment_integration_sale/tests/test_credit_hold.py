@@ -28,7 +28,9 @@ class TestCreditHold(TransactionCase):
                 "partner_id": self.customer.id,
                 "invoice_date": due,
                 "invoice_date_due": due,
-                "invoice_line_ids": [(0, 0, {"name": "Desks", "price_unit": amount, "tax_ids": [(6, 0, [])]})],
+                "invoice_line_ids": [
+                    (0, 0, {"name": "Desks", "price_unit": amount, "tax_ids": [(6, 0, [])]})
+                ],
             }
         )
         invoice.action_post()
