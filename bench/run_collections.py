@@ -22,7 +22,10 @@ while True:
     if not done:
         break
 seconds, cpu = time.monotonic() - started, time.process_time() - cpu_started
-cr.execute("SELECT count(*) FROM mail_mail WHERE model = 'crm.collection.reminder'")
+cr.execute(
+    "SELECT count(*) FROM mail_mail mm JOIN mail_message m ON m.id = mm.mail_message_id "
+    "WHERE m.model = 'crm.collection.reminder'"
+)
 emails = cr.fetchone()[0]
 cr.execute(
     "SELECT count(*) FROM account_move WHERE name LIKE 'BENCH/%%' AND invoice_date_due <= CURRENT_DATE"

@@ -16,7 +16,10 @@ cr = env.cr  # noqa: F821
 company = env.company  # noqa: F821
 started = time.monotonic()
 cr.execute("DELETE FROM crm_collection_reminder")
-cr.execute("DELETE FROM mail_mail WHERE model = 'crm.collection.reminder'")
+cr.execute(
+    "DELETE FROM mail_mail WHERE mail_message_id IN "
+    "(SELECT id FROM mail_message WHERE model = 'crm.collection.reminder')"
+)
 cr.execute("DELETE FROM mail_message WHERE model = 'crm.collection.reminder'")
 cr.execute(
     "DELETE FROM account_move_line WHERE move_id IN (SELECT id FROM account_move WHERE name LIKE 'BENCH/%%')"

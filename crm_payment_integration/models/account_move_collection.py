@@ -1,7 +1,7 @@
 from odoo import api, models
 
 
-class AccountMove(models.Model):
+class AccountMove(models.Model):  # pylint: disable=consider-merging-classes-inherited
     _inherit = "account.move"
 
     @api.model

@@ -27,9 +27,7 @@ class CrmCollectionOverview(models.Model):
     amount_90_plus = fields.Monetary(string="90+ Days", readonly=True)
     oldest_due_date = fields.Date(readonly=True)
     days_overdue = fields.Integer(readonly=True, help="Days past the due date of the oldest unpaid invoice.")
-    level = fields.Integer(
-        string="Level", readonly=True, help="The highest reminder level reached (0: none)."
-    )
+    level = fields.Integer(readonly=True, help="The highest reminder level reached (0: none).")
     last_reminder_date = fields.Datetime(string="Last Reminder", readonly=True)
     next_action_date = fields.Date(
         readonly=True,

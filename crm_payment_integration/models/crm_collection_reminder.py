@@ -228,11 +228,7 @@ class CrmCollectionReminder(models.Model):
 
         :return: the reminders made
         """
-        reminders = self.browse()
-        for group in groups:
-            reminder = self._crm_create_once(group, manual=manual)
-            if reminder:
-                reminders |= reminder
+        reminders = self._crm_create_all(groups, manual=manual)
         to_email = self.browse()
         for reminder in reminders:
             if reminder.level_id.auto_charge and not manual:
@@ -244,29 +240,43 @@ class CrmCollectionReminder(models.Model):
         return reminders
 
     @api.model
-    def _crm_create_once(self, group, manual=False):
-        """Create the reminder of a group, unless its key exists (another run made it)."""
-        Move = self.env["account.move"].sudo()
-        moves = Move.browse(group["move_ids"])
+    def _crm_values(self, group, manual=False):
         partner = self.env["res.partner"].sudo().browse(group["partner_id"])
+        recipient = partner._crm_collection_recipient()
         key = group["key"] + (f":manual:{fields.Datetime.now().isoformat()}:{self.env.uid}" if manual else "")
+        return {
+            "key": key,
+            "company_id": group["company_id"],
+            "partner_id": partner.id,
+            "recipient_id": recipient.id,
+            "currency_id": group["currency_id"],
+            "level_id": group["level_id"],
+            "level": group["level"],
+            "invoice_ids": [(6, 0, group["move_ids"])],
+            "amount": group["total"],
+            "manual": manual,
+            "state": "sent" if recipient else "no_email",
+        }
+
+    @api.model
+    def _crm_create_all(self, groups, manual=False):
+        """Create the reminders of these groups at once; when one of their keys exists already
+        (made by another run meanwhile), one by one, leaving out those made."""
         try:
             with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
-                return self.sudo().create(
-                    {
-                        "key": key,
-                        "company_id": group["company_id"],
-                        "partner_id": partner.id,
-                        "recipient_id": partner._crm_collection_recipient().id,
-                        "currency_id": group["currency_id"],
-                        "level_id": group["level_id"],
-                        "level": group["level"],
-                        "invoice_ids": [(6, 0, moves.ids)],
-                        "amount": group["total"],
-                        "manual": manual,
-                        "state": "sent" if partner._crm_collection_recipient() else "no_email",
-                    }
-                )
+                return self.sudo().create([self._crm_values(group, manual) for group in groups])
+        except psycopg2.errors.UniqueViolation:
+            reminders = self.sudo().browse()
+            for group in groups:
+                reminders |= self._crm_create_once(group, manual=manual)
+            return reminders
+
+    @api.model
+    def _crm_create_once(self, group, manual=False):
+        """Create the reminder of a group, unless its key exists (another run made it)."""
+        try:
+            with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
+                return self.sudo().create(self._crm_values(group, manual))
         except psycopg2.errors.UniqueViolation:
             return self.browse()
 

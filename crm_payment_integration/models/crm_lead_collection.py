@@ -1,7 +1,7 @@
 from odoo import fields, models
 
 
-class CrmLead(models.Model):
+class CrmLead(models.Model):  # pylint: disable=consider-merging-classes-inherited
     _inherit = "crm.lead"
 
     crm_credit_hold = fields.Boolean(

@@ -1,7 +1,7 @@
 from odoo import fields, models
 
 
-class PaymentTransaction(models.Model):
+class PaymentTransaction(models.Model):  # pylint: disable=consider-merging-classes-inherited
     _inherit = "payment.transaction"
 
     crm_collection_pay_all = fields.Boolean(

@@ -1,7 +1,7 @@
 from odoo import fields, models
 
 
-class ResConfigSettings(models.TransientModel):
+class ResConfigSettings(models.TransientModel):  # pylint: disable=consider-merging-classes-inherited
     _inherit = "res.config.settings"
 
     crm_credit_hold_amount = fields.Monetary(

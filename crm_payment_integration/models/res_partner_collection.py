@@ -11,7 +11,7 @@ from .. import utils
 from ..services.budget import TimeBudget, iter_batches
 
 
-class ResPartner(models.Model):
+class ResPartner(models.Model):  # pylint: disable=consider-merging-classes-inherited
     _inherit = "res.partner"
 
     crm_collection_level = fields.Integer(

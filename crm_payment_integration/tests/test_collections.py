@@ -5,6 +5,7 @@ Every figure asserted is computed by hand in the test from the amounts it booked
 
 import re
 from datetime import date, timedelta
+from unittest.mock import patch
 
 from odoo import fields
 from odoo.tests import HttpCase, new_test_user, tagged
@@ -123,12 +124,40 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self.assertEqual(self.partner.crm_collection_level, 0)
         self.assertEqual(self.Reminder.search([("partner_id", "=", self.partner.id)]), seen)
 
+    def test_letter_attached_and_disputed_invoice_left_out(self):
+        kept = self._invoice_due(75.0, D)
+        disputed = self._invoice_due(500.0, D - timedelta(days=3))
+        self.levels.filtered(lambda level: level.level == 1).letter = True
+        Move = type(self.env["account.move"])
+        with patch.object(Move, "_crm_collection_excluded_move_ids", return_value={disputed.id}):
+            reminder = self._run(D)
+        self.assertEqual((reminder.invoice_ids, reminder.amount), (kept, 75.0))
+        mail = self._mails(reminder)
+        self.assertEqual(len(mail.attachment_ids), 1, "the PDF letter")
+        self.assertNotIn(disputed.name, mail.body_html)
+
+    def test_monthly_statement_once_a_month(self):
+        self._invoice_due(30.0, fields.Date.today())
+        self.partner.crm_statement_monthly = True
+        Partner = self.env["res.partner"]
+        Partner._cron_crm_monthly_statements()
+        Partner._cron_crm_monthly_statements()
+        mails = self.env["mail.mail"].search(
+            [("model", "=", "res.partner"), ("res_id", "=", self.partner.id)]
+        )
+        self.assertEqual(len(mails), 1, "one statement a month, whatever the runs")
+        self.assertEqual(mails.recipient_ids, self.partner)
+
     def test_reminder_key_is_unique_in_the_database(self):
         self._invoice_due(50.0, D)
         reminder = self._run(D)
         group = self.Reminder._crm_due_groups(D, partner=self.partner, force=True)[0]
         self.assertEqual(group["key"], reminder.key)
         self.assertFalse(self.Reminder._crm_create_once(group), "a second run at once makes nothing")
+        other = self._invoice_due(20.0, D, partner=self.env["res.partner"].create({"name": "Other Co"}))
+        groups = self.Reminder._crm_due_groups(D) + [group]
+        made = self.Reminder._crm_create_all(groups)
+        self.assertEqual(made.invoice_ids, other, "the batch made what was not made yet, once")
 
     def test_grouped_email_per_currency_contacts_included(self):
         first = self._invoice_due(100.0, D - timedelta(days=10))
