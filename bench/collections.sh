@@ -17,14 +17,21 @@ check_odoo
 ensure_role
 check_postgres
 command -v wkhtmltopdf >/dev/null || die "wkhtmltopdf is missing (apt-get install wkhtmltopdf): the PDF is measured"
-DB="crm_payment_bench_coll_$$"
+# BENCH_DB: an existing database with the add-on installed, kept (to measure again quickly).
+DB="${BENCH_DB:-crm_payment_bench_coll_$$}"
 WORK="$(mktemp -d)"
 CONFIG="$WORK/odoo.conf"
-trap 'drop_db "$DB"; rm -rf "$WORK"' EXIT
+if [ -n "${BENCH_DB:-}" ]; then
+    trap 'rm -rf "$WORK"' EXIT
+else
+    trap 'drop_db "$DB"; rm -rf "$WORK"' EXIT
+fi
 write_odoo_config "$CONFIG" "$DB" "$WORK/data"
-echo "== installing the add-on in $DB"
-"$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
-    --logfile="$WORK/install.log" || { tail -30 "$WORK/install.log"; die "installation failed"; }
+if [ -z "${BENCH_DB:-}" ]; then
+    echo "== installing the add-on in $DB"
+    "$PYTHON" "$ROOT/tools/odoo_bin.py" -c "$CONFIG" -d "$DB" -i crm_payment_integration --stop-after-init \
+        --logfile="$WORK/install.log" || { tail -30 "$WORK/install.log"; die "installation failed"; }
+fi
 shell() {
     "$PYTHON" "$ROOT/tools/odoo_bin.py" shell -c "$CONFIG" -d "$DB" --no-http --log-level=warn < "$1" 2>"$WORK/shell.log"
 }

@@ -1,9 +1,9 @@
 """Bulk data of the collections benchmark, in SQL (run by bench/collections.sh in `odoo shell`).
 
-INVOICES posted customer invoices of INVOICES / 5 customers, one in ten overdue (1 to 40 days),
-the others due within 30 days, each a consistent entry: the move, its receivable line and its
-income line; plus one customer with STATEMENT_LINES invoices of the last month (the statement
-PDF). What an earlier size left (rows named BENCH/...) is deleted first.
+INVOICES posted customer invoices of INVOICES / 5 customers, one in ten (drawn at random, the
+same each time) overdue by 1 to 40 days, the others due within 30 days, each a consistent entry:
+the move, its receivable line and its income line; plus one customer with STATEMENT_LINES
+invoices of the last 25 days, due in 30 days (the statement PDF). What an earlier size left (rows named BENCH/...) is deleted first.
 """
 
 import os
@@ -62,15 +62,16 @@ params.update(first=first_partner, big=big_customer)
 # Invoice i: customer i %% C; one in ten overdue by 1..40 days, the others due in 1..30 days.
 cr.execute(
     """
+    SELECT setseed(0.42);
     CREATE TEMP TABLE bench_inv ON COMMIT DROP AS
     SELECT i, %(first)s + (i %% %(c)s) AS partner_id,
            (100 + i %% 900)::numeric AS amount,
-           CASE WHEN i %% 10 = 0 THEN CURRENT_DATE - (1 + i %% 40)
+           CASE WHEN random() < 0.1 THEN CURRENT_DATE - (1 + i %% 40)
                 ELSE CURRENT_DATE + (1 + i %% 30) END AS due,
            CURRENT_DATE - 45 AS day
       FROM generate_series(1, %(n)s) i
     UNION ALL
-    SELECT %(n)s + j, %(big)s, (10 + j %% 90)::numeric, CURRENT_DATE - (j %% 25) + 5 AS due,
+    SELECT %(n)s + j, %(big)s, (10 + j %% 90)::numeric, CURRENT_DATE + 30 AS due,
            CURRENT_DATE - (j %% 25) AS day
       FROM generate_series(1, %(s)s) j;
     INSERT INTO account_move (name, move_type, state, payment_state, auto_post, journal_id, company_id,

@@ -34,6 +34,7 @@
         "report/crm_collection_reports.xml",
         "views/crm_collection_views.xml",
         "views/crm_collection_portal_templates.xml",
+        "views/crm_collection_mail_templates.xml",
     ],
     "assets": {
         "web.assets_tests": [

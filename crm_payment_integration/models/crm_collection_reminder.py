@@ -5,14 +5,15 @@ import psycopg2.errors
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import config, format_amount, mute_logger
+from odoo.tools import config, format_amount, format_date, mute_logger
 
 from ..services.budget import TimeBudget, report_cron_progress
 
 _logger = logging.getLogger(__name__)
 
-# Groups handled between two commits when time allows it.
-BATCH_SIZE = 200
+# Groups handled between two commits when time allows it (emails are rendered a batch at a
+# time: the fewer the batches, the fewer times each template is compiled).
+BATCH_SIZE = 1000
 
 
 class CrmCollectionReminder(models.Model):
@@ -81,6 +82,24 @@ class CrmCollectionReminder(models.Model):
 
     def _crm_format(self, amount):
         return format_amount(self.env, amount, self.currency_id)
+
+    def _crm_email_details(self):
+        """The invoices, total, decline reason and pay-all button of the reminder's email
+        (a QWeb view compiled once for every email of a run).
+
+        :rtype: markupsafe.Markup
+        """
+        self.ensure_one()
+        return self.env["ir.qweb"]._render(
+            "crm_payment_integration.crm_collection_reminder_details",
+            {
+                "reminder": self,
+                "invoices": self._crm_open_invoices(),
+                "pay_url": self._crm_pay_url(),
+                "format_amount": self._crm_format,
+                "format_date": lambda value: format_date(self.env, value),
+            },
+        )
 
     # === THE RUN === #
 
@@ -341,7 +360,9 @@ class CrmCollectionReminder(models.Model):
             with_letter = reminders.filtered(lambda r: r.level_id.letter)
             plain = reminders - with_letter
             if plain:
-                template.sudo().send_mail_batch(plain.ids, email_layout_xmlid="mail.mail_notification_light")
+                # The template is the whole email (no notification layout around it): a reminder
+                # run queues thousands of them.
+                template.sudo().send_mail_batch(plain.ids)
             for reminder in with_letter:
                 pdf, __ = (
                     self.env["ir.actions.report"]
@@ -361,11 +382,7 @@ class CrmCollectionReminder(models.Model):
                         }
                     )
                 )
-                template.sudo().send_mail(
-                    reminder.id,
-                    email_layout_xmlid="mail.mail_notification_light",
-                    email_values={"attachment_ids": [(4, attachment.id)]},
-                )
+                template.sudo().send_mail(reminder.id, email_values={"attachment_ids": [(4, attachment.id)]})
 
     def _crm_log_on_partner(self):
         """One note per reminder on its customer's chatter."""
