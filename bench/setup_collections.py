@@ -3,7 +3,8 @@
 INVOICES posted customer invoices of INVOICES / 5 customers, one in ten (drawn at random, the
 same each time) overdue by 1 to 40 days, the others due within 30 days, each a consistent entry:
 the move, its receivable line and its income line; plus one customer with STATEMENT_LINES
-invoices of the last 25 days, due in 30 days (the statement PDF). What an earlier size left (rows named BENCH/...) is deleted first.
+invoices of the last 25 days, due in 30 days (the statement PDF). What an earlier size left
+(rows named BENCH/...) is deleted first.
 """
 
 import os
