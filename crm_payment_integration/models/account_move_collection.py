@@ -1,8 +1,8 @@
 from odoo import api, models
 
 
-class AccountMove(models.Model):  # pylint: disable=consider-merging-classes-inherited
-    _inherit = "account.move"
+class AccountMove(models.Model):
+    _inherit = "account.move"  # pylint: disable=consider-merging-classes-inherited
 
     @api.model
     def _crm_collection_excluded_move_ids(self):

@@ -1,8 +1,8 @@
 from odoo import fields, models
 
 
-class CrmLead(models.Model):  # pylint: disable=consider-merging-classes-inherited
-    _inherit = "crm.lead"
+class CrmLead(models.Model):
+    _inherit = "crm.lead"  # pylint: disable=consider-merging-classes-inherited
 
     crm_credit_hold = fields.Boolean(
         related="partner_id.crm_credit_hold",

@@ -1,8 +1,8 @@
 from odoo import fields, models
 
 
-class PaymentTransaction(models.Model):  # pylint: disable=consider-merging-classes-inherited
-    _inherit = "payment.transaction"
+class PaymentTransaction(models.Model):
+    _inherit = "payment.transaction"  # pylint: disable=consider-merging-classes-inherited
 
     crm_collection_pay_all = fields.Boolean(
         string="Pays All Overdue Invoices",

@@ -1,8 +1,8 @@
 from odoo import fields, models
 
 
-class ResCompany(models.Model):  # pylint: disable=consider-merging-classes-inherited
-    _inherit = "res.company"
+class ResCompany(models.Model):
+    _inherit = "res.company"  # pylint: disable=consider-merging-classes-inherited
 
     crm_credit_hold_amount = fields.Monetary(
         string="Credit Hold Above (amount)",

@@ -11,8 +11,8 @@ from .. import utils
 from ..services.budget import TimeBudget, iter_batches
 
 
-class ResPartner(models.Model):  # pylint: disable=consider-merging-classes-inherited
-    _inherit = "res.partner"
+class ResPartner(models.Model):
+    _inherit = "res.partner"  # pylint: disable=consider-merging-classes-inherited
 
     crm_collection_level = fields.Integer(
         string="Reminder Level",
