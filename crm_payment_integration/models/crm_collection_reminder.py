@@ -2,14 +2,22 @@ import logging
 import threading
 
 import psycopg2.errors
+from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import config, format_amount, format_date, mute_logger
+from odoo.tools.sql import create_index
 
 from ..services.budget import TimeBudget, report_cron_progress
 
 _logger = logging.getLogger(__name__)
+
+# The expressions of the reminder templates Odoo renders without compiling each email's body
+# (`mail.render.mixin`: a body reading only allowed fields is filled in, not compiled).
+REMINDER_EXPRESSIONS = frozenset(
+    ("object.email_details", "object.recipient_id.name", "object.company_id.name")
+)
 
 # Groups handled between two commits when time allows it (emails are rendered a batch at a
 # time: the fewer the batches, the fewer times each template is compiled).
@@ -61,10 +69,25 @@ class CrmCollectionReminder(models.Model):
     transaction_id = fields.Many2one("payment.transaction", string="Charge", readonly=True)
     decline_reason = fields.Char(readonly=True)
     user_id = fields.Many2one("res.users", string="By", readonly=True, default=lambda self: self.env.user)
+    email_details = fields.Html(
+        compute="_compute_email_details",
+        sanitize=False,
+        help="The invoices, total, decline reason and pay-all button of the reminder's email.",
+    )
 
     _sql_constraints = [
         ("key_uniq", "UNIQUE(key)", "This reminder was already made (same level and invoices)."),
     ]
+
+    def init(self):
+        """The reminders of a customer, company, currency and level: what the run checks for
+        each group due (one index lookup, not a scan of the company's reminders)."""
+        create_index(
+            self.env.cr,
+            "crm_collection_reminder_group_idx",
+            self._table,
+            ["partner_id", "company_id", "currency_id", "level"],
+        )
 
     # === WHAT THE EMAIL SHOWS === #
 
@@ -83,23 +106,24 @@ class CrmCollectionReminder(models.Model):
     def _crm_format(self, amount):
         return format_amount(self.env, amount, self.currency_id)
 
-    def _crm_email_details(self):
-        """The invoices, total, decline reason and pay-all button of the reminder's email
-        (a QWeb view compiled once for every email of a run).
-
-        :rtype: markupsafe.Markup
-        """
-        self.ensure_one()
-        return self.env["ir.qweb"]._render(
-            "crm_payment_integration.crm_collection_reminder_details",
-            {
-                "reminder": self,
-                "invoices": self._crm_open_invoices(),
-                "pay_url": self._crm_pay_url(),
-                "format_amount": self._crm_format,
-                "format_date": lambda value: format_date(self.env, value),
-            },
-        )
+    @api.depends("invoice_ids.amount_residual", "decline_reason", "amount")
+    def _compute_email_details(self):
+        """The invoices, total, decline reason and pay-all button of the reminder's email: a
+        QWeb view compiled once for every email of a run. A field, so that the reminder
+        templates read only fields of the reminder and Odoo renders them without compiling
+        each email's body (`mail.render.mixin`'s rendering of allowed expressions)."""
+        QWeb = self.env["ir.qweb"]
+        for reminder in self:
+            reminder.email_details = QWeb._render(
+                "crm_payment_integration.crm_collection_reminder_details",
+                {
+                    "reminder": reminder,
+                    "invoices": reminder._crm_open_invoices(),
+                    "pay_url": reminder._crm_pay_url(),
+                    "format_amount": reminder._crm_format,
+                    "format_date": lambda value: format_date(self.env, value),
+                },
+            )
 
     # === THE RUN === #
 
@@ -180,6 +204,18 @@ class CrmCollectionReminder(models.Model):
         """
         excluded = self.env["account.move"]._crm_collection_excluded_move_ids()
         self.env.flush_all()
+        # The latest due date any company's first level reaches today: a bound on the invoices
+        # read (the index of the open invoices by due date), whatever the levels of each company.
+        self.env.cr.execute(
+            "SELECT min(days) FROM crm_collection_level WHERE active AND (%s IS NULL OR company_id = %s)",
+            (company.id if company else None, company.id if company else None),
+        )
+        first_days = self.env.cr.fetchone()[0]
+        if first_days is None:
+            return []
+        latest_due = today - relativedelta(days=first_days)
+        if force:
+            latest_due = max(latest_due, today - relativedelta(days=1))
         self.env.cr.execute(
             """
             WITH lv AS (
@@ -194,8 +230,10 @@ class CrmCollectionReminder(models.Model):
                   JOIN first_level f ON f.company_id = m.company_id
                  WHERE m.move_type = 'out_invoice' AND m.state = 'posted'
                    AND m.payment_state IN ('not_paid', 'partial') AND m.amount_residual > 0
-                   AND (m.invoice_date_due + f.days <= %(today)s
-                        OR (%(force)s AND m.invoice_date_due < %(today)s))
+                   AND m.invoice_date_due <= CASE
+                       WHEN %(force)s THEN GREATEST(%(today)s::date - f.days, %(today)s::date - 1)
+                       ELSE %(today)s::date - f.days END
+                   AND m.invoice_date_due <= %(latest_due)s
                    AND m.crm_stripe_invoice_id IS NULL
                    AND (%(partner)s IS NULL OR m.commercial_partner_id = %(partner)s)
                    AND m.id != ALL(%(excluded)s::int[])
@@ -235,6 +273,7 @@ class CrmCollectionReminder(models.Model):
                 "partner": partner.id if partner else None,
                 "company": company.id if company else None,
                 "force": force,
+                "latest_due": latest_due,
             },
         )
         keys = ("company_id", "partner_id", "currency_id", "level_id", "level", "move_ids", "total", "key")
@@ -248,6 +287,8 @@ class CrmCollectionReminder(models.Model):
         :return: the reminders made
         """
         reminders = self._crm_create_all(groups, manual=manual)
+        # one read of the reminders' invoices for the emails and the notes
+        reminders.invoice_ids.mapped("amount_residual")
         to_email = self.browse()
         for reminder in reminders:
             if reminder.level_id.auto_charge and not manual:
@@ -259,8 +300,9 @@ class CrmCollectionReminder(models.Model):
         return reminders
 
     @api.model
-    def _crm_values(self, group, manual=False):
-        partner = self.env["res.partner"].sudo().browse(group["partner_id"])
+    def _crm_values(self, group, manual=False, partners=None):
+        partners = partners or self.env["res.partner"].sudo()
+        partner = partners.browse(group["partner_id"]).with_prefetch(partners._prefetch_ids)
         recipient = partner._crm_collection_recipient()
         key = group["key"] + (f":manual:{fields.Datetime.now().isoformat()}:{self.env.uid}" if manual else "")
         return {
@@ -283,7 +325,10 @@ class CrmCollectionReminder(models.Model):
         (made by another run meanwhile), one by one, leaving out those made."""
         try:
             with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
-                return self.sudo().create([self._crm_values(group, manual) for group in groups])
+                partners = self.env["res.partner"].sudo().browse({g["partner_id"] for g in groups})
+                # the customers' contacts read at once (the recipient of each reminder)
+                partners.commercial_partner_id.child_ids.mapped("email")
+                return self.sudo().create([self._crm_values(group, manual, partners) for group in groups])
         except psycopg2.errors.UniqueViolation:
             reminders = self.sudo().browse()
             for group in groups:
@@ -388,8 +433,9 @@ class CrmCollectionReminder(models.Model):
         """One note per reminder on its customer's chatter."""
         bodies = {}
         partners = self.env["res.partner"].sudo()
+        states = dict(self._fields["state"]._description_selection(self.env))
         for reminder in self:
-            what = dict(self._fields["state"]._description_selection(self.env))[reminder.state]
+            what = states[reminder.state]
             body = _(
                 "Collections, level %(level)s (%(state)s): %(invoices)s, %(amount)s due%(to)s.",
                 level=reminder.level,
@@ -406,3 +452,15 @@ class CrmCollectionReminder(models.Model):
             bodies.setdefault(reminder.partner_id.id, []).append(body)
         if partners:
             partners._message_log_batch(bodies={pid: " ".join(texts) for pid, texts in bodies.items()})
+
+
+class IrQweb(models.AbstractModel):
+    _inherit = "ir.qweb"
+
+    @api.model
+    def _is_expression_allowed(self, expression, model):
+        """The reminder templates' fields are allowed: a reminder run renders thousands of
+        emails (their body filled in, not compiled for each)."""
+        return super()._is_expression_allowed(expression, model) or (
+            model == "crm.collection.reminder" and expression.strip() in REMINDER_EXPRESSIONS
+        )

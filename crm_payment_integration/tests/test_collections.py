@@ -7,6 +7,8 @@ import re
 from datetime import date, timedelta
 from unittest.mock import patch
 
+from markupsafe import escape
+
 from odoo import fields
 from odoo.tests import HttpCase, new_test_user, tagged
 
@@ -123,6 +125,30 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self.partner.invalidate_recordset(["crm_collection_level"])
         self.assertEqual(self.partner.crm_collection_level, 0)
         self.assertEqual(self.Reminder.search([("partner_id", "=", self.partner.id)]), seen)
+
+    def test_reminder_templates_filled_in_without_compiling_each_email(self):
+        """The reminder templates read only allowed fields of the reminder: Odoo fills them in
+        (no QWeb compilation per email, a run queues thousands) and the email is complete."""
+        for number in (1, 2, 3, 4):
+            template = self.env.ref(f"crm_payment_integration.mail_template_crm_collection_level_{number}")
+            self.assertFalse(
+                template._has_unsafe_expression_template_qweb(template.body_html, "crm.collection.reminder"),
+                f"level {number}: an expression the fast rendering refuses",
+            )
+        QWeb = self.env["ir.qweb"]
+        self.assertFalse(QWeb._is_expression_allowed("object.email_details", "res.partner"))
+        self.assertFalse(QWeb._is_expression_allowed("object.sudo()", "crm.collection.reminder"))
+        first = self._invoice_due(80.0, D - timedelta(days=2))
+        second = self._invoice_due(45.5, D)
+        reminder = self._run(D)
+        mail = self._mails(reminder)
+        self.assertEqual(len(mail), 1)
+        body = mail.body_html
+        self.assertIn(f"Dear {escape(self.partner.name)},", body)
+        self.assertIn(str(escape(self.company.name)), body)
+        self.assertLess(body.index(first.name), body.index(second.name), "oldest due first")
+        self.assertIn("125.50", body, "80.00 + 45.50")
+        self.assertIn(f"/crm_payment/stripe/pay_all/{self.partner.id}/{self.company.id}/{self.usd.id}", body)
 
     def test_letter_attached_and_disputed_invoice_left_out(self):
         kept = self._invoice_due(75.0, D)
