@@ -44,6 +44,12 @@
         "views/res_partner_subscription_insight_views.xml",
         "data/crm_protection_cron_data.xml",
         "views/crm_payment_protection_views.xml",
+        "data/crm_collection_data.xml",
+        "data/crm_collection_cron_data.xml",
+        "report/crm_collection_reports.xml",
+        "views/crm_collection_views.xml",
+        "views/crm_collection_portal_templates.xml",
+        "views/crm_collection_mail_templates.xml",
     ],
     "assets": {
         "web.assets_tests": [

@@ -25,6 +25,14 @@ if ! command -v chromium >/dev/null && ! command -v google-chrome >/dev/null; th
         || die "chromium is missing and could not be installed (apt-get install chromium)"
 fi
 
+# The statement of account is rendered as a PDF by the tests (Debian's wkhtmltopdf).
+if ! command -v wkhtmltopdf >/dev/null; then
+    echo "== installing wkhtmltopdf for the PDF reports"
+    { apt-get install -y -q wkhtmltopdf >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wkhtmltopdf >/dev/null 2>&1; }; } \
+        || die "wkhtmltopdf is missing and could not be installed (apt-get install wkhtmltopdf)"
+fi
+
 DB="crm_payment_test_$$"
 WORK="$(mktemp -d)"
 CONFIG="$WORK/odoo.conf"

@@ -31,3 +31,13 @@ from . import crm_payment_alert
 from . import crm_payment_risk_rule
 from . import crm_payment_risk_flag
 from . import crm_payment_event_protection
+from . import crm_collection_level
+from . import crm_collection_reminder
+from . import crm_collection_promise
+from . import crm_collection_overview
+from . import res_partner_collection
+from . import res_company_collection
+from . import res_config_settings_collection
+from . import account_move_collection
+from . import payment_transaction_collection
+from . import crm_lead_collection

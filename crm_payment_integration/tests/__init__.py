@@ -24,3 +24,4 @@ from . import test_disputes
 from . import test_drift
 from . import test_insight_subscriptions
 from . import test_protection
+from . import test_collections

@@ -8,7 +8,7 @@ nothing to Stripe (counted at the gateway's HTTP client)."""
 import json
 import xmlrpc.client
 from collections import namedtuple
-from datetime import date
+from datetime import date, timedelta
 from unittest.mock import patch
 
 from odoo.exceptions import AccessError, UserError, ValidationError
@@ -72,6 +72,12 @@ EXPECTATIONS = {
     ("crm.payment.audit", "unlink"): "_case_audit_unlink",
     ("crm.payment.risk.flag", "action_crm_clear"): "_case_risk_flag",
     ("crm.payment.risk.clear.wizard", "action_confirm"): "_case_risk_clear_wizard",
+    ("res.partner", "action_crm_send_statement"): "_case_partner_statement",
+    ("crm.collection.overview", "action_send_reminder"): "_case_collection_row",
+    ("crm.collection.overview", "action_skip"): "_case_collection_row",
+    ("crm.collection.overview", "action_call"): "_case_collection_row",
+    ("crm.collection.overview", "action_send_statement"): "_case_collection_row",
+    ("crm.collection.promise", "create"): "_case_promise_create",
 }
 
 
@@ -648,6 +654,21 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             refused=(self.billing_2,),
             covered_by="test_protection (an accountant clears a flag; charges resume)",
         )
+    def _case_partner_statement(self, model, method):
+        return Case(
+            self.customer_a, refused=(self.billing_2, self.sales_all, self.portal_a), allowed=self.billing_1
+        )
+
+    def _case_collection_row(self, model, method):
+        overdue = date.today() - timedelta(days=10)
+        self._crm_invoice(100.0, partner=self.customer_a, invoice_date=overdue, invoice_date_due=overdue)
+        self.env.flush_all()
+        row = self.env[model].search([("partner_id", "=", self.customer_a.id)])
+        return Case(row, refused=(self.billing_2, self.sales_all, self.portal_a), allowed=self.billing_1)
+
+    def _case_promise_create(self, model, method):
+        values = {"partner_id": self.customer_a.id, "date": str(date.today()), "amount": 100.0}
+        return Case(self.env[model], args=[values], refused=(self.portal_a,), allowed=self.sales_own)
 
     # === A STRIPE-BILLED SUBSCRIPTION: THE PORTAL CANNOT CANCEL IT OVER RPC === #
 

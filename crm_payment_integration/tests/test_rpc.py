@@ -5,6 +5,7 @@ boundary, which localstripe lacks)."""
 import inspect
 import json
 import xmlrpc.client
+from datetime import timedelta
 
 from odoo import fields, models
 from odoo.tests import HttpCase, new_test_user, tagged
@@ -75,6 +76,11 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
         ("crm.payment.drift", "action_crm_repair"): "_setup_drift_repair",
         ("crm.payment.risk.flag", "action_crm_clear"): "_setup_risk_flag_clear",
         ("crm.payment.risk.clear.wizard", "action_confirm"): "_setup_risk_clear_wizard",
+        ("res.partner", "action_crm_send_statement"): "_setup_partner_statement",
+        ("crm.collection.overview", "action_send_reminder"): "_setup_collection_row",
+        ("crm.collection.overview", "action_skip"): "_setup_collection_row",
+        ("crm.collection.overview", "action_call"): "_setup_collection_row",
+        ("crm.collection.overview", "action_send_statement"): "_setup_collection_row",
     }
 
     @classmethod
@@ -363,6 +369,22 @@ class TestPublicMethodsOverRpc(CrmPaymentCommon, HttpCase):
             self.assertIn(pm_id, self.partner._crm_tokens().mapped("stripe_payment_method"))
 
         return self.partner, check
+
+    def _setup_partner_statement(self, method):
+        return self.partner, self._notified("azure@example.com")
+
+    def _setup_collection_row(self, method):
+        overdue = fields.Date.today() - timedelta(days=10)
+        self._crm_invoice(60.0, invoice_date=overdue, invoice_date_due=overdue)
+        self.env.flush_all()
+        row = self.env["crm.collection.overview"].search([("partner_id", "=", self.partner.id)])
+        words = {
+            "action_send_reminder": "1 reminder(s) sent.",
+            "action_skip": "1 reminder(s) skipped.",
+            "action_call": "Call planned.",
+            "action_send_statement": "azure@example.com",
+        }[method]
+        return row, self._notified(words)
 
     # --- tests -----------------------------------------------------------------------------
 
