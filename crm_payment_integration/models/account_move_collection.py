@@ -21,21 +21,17 @@ class AccountMove(models.Model):
 
     @api.model
     def _crm_collection_excluded_move_ids(self):
-        """The invoices the collections leave alone: those in an open dispute (when the
-        disputes of the protection feature are installed). The one place to add a reason.
+        """The invoices the collections leave alone: those in an open Stripe dispute
+        (`crm.payment.dispute`, not won, lost or closed). The one place to add a reason.
 
         :return: a set of `account.move` ids
         """
-        if "crm.payment.dispute" not in self.env:
-            return set()
-        Dispute = self.env["crm.payment.dispute"].sudo()
-        if "invoice_id" not in Dispute._fields:
-            return set()
-        disputes = Dispute.search_read(
-            [("state", "not in", ("won", "lost", "warning_closed")), ("invoice_id", "!=", False)],
-            ["invoice_id"],
+        disputes = (
+            self.env["crm.payment.dispute"]
+            .sudo()
+            ._read_group([("is_open", "=", True), ("invoice_id", "!=", False)], ["invoice_id"])
         )
-        return {dispute["invoice_id"][0] for dispute in disputes}
+        return {invoice.id for (invoice,) in disputes}
 
     def _crm_payment_link_tx(self, settled=False):
         """A page paying this invoice alone closes the customer's open page paying all their

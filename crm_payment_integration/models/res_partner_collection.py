@@ -183,14 +183,20 @@ class ResPartner(models.Model):
 
     def _crm_collection_may_auto_charge(self, company):
         """Whether the collections may charge this customer's saved payment method without
-        them: they consented and have a default saved method in the company's Stripe account.
-        The one place where an automatic charge of overdue invoices is decided.
+        them: they consented, have a default saved method in the company's Stripe account, and
+        no open risk flag holds their automatic charges (the reminder then goes out with its
+        link, as for a customer who did not consent). The one place where an automatic charge
+        of overdue invoices is decided.
 
         :param company: the `res.company` whose invoices would be charged
         """
         self.ensure_one()
         partner = self.commercial_partner_id
-        return bool(partner.crm_autopay_consent and partner._crm_default_token(company))
+        return bool(
+            partner.crm_autopay_consent
+            and partner._crm_default_token(company)
+            and not partner._crm_automatic_charges_held(company)
+        )
 
     def _crm_set_autopay_consent(self, consent, source):
         """Record the customer's consent (or its withdrawal), with its date and source."""

@@ -654,6 +654,7 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             refused=(self.billing_2,),
             covered_by="test_protection (an accountant clears a flag; charges resume)",
         )
+
     def _case_partner_statement(self, model, method):
         return Case(
             self.customer_a, refused=(self.billing_2, self.sales_all, self.portal_a), allowed=self.billing_1

@@ -5,7 +5,6 @@ Every figure asserted is computed by hand in the test from the amounts it booked
 
 import re
 from datetime import date, timedelta
-from unittest.mock import patch
 
 from markupsafe import escape
 
@@ -154,13 +153,30 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         kept = self._invoice_due(75.0, D)
         disputed = self._invoice_due(500.0, D - timedelta(days=3))
         self.levels.filtered(lambda level: level.level == 1).letter = True
-        Move = type(self.env["account.move"])
-        with patch.object(Move, "_crm_collection_excluded_move_ids", return_value={disputed.id}):
-            reminder = self._run(D)
+        dispute = (
+            self.env["crm.payment.dispute"]
+            .sudo()
+            .create(
+                {
+                    "stripe_dispute_id": "dp_collections",
+                    "provider_id": self.provider.id,
+                    "company_id": self.company.id,
+                    "invoice_id": disputed.id,
+                    "partner_id": self.partner.id,
+                    "amount": 500.0,
+                    "currency_id": self.usd.id,
+                    "state": "needs_response",
+                }
+            )
+        )
+        reminder = self._run(D)
         self.assertEqual((reminder.invoice_ids, reminder.amount), (kept, 75.0))
         mail = self._mails(reminder)
         self.assertEqual(len(mail.attachment_ids), 1, "the PDF letter")
         self.assertNotIn(disputed.name, mail.body_html)
+        # Lost: the invoice is no longer in dispute and is reminded again.
+        dispute.state = "lost"
+        self.assertIn(disputed, self._run(D + timedelta(days=7)).invoice_ids)
 
     def test_monthly_statement_once_a_month(self):
         self._invoice_due(30.0, fields.Date.today())
@@ -308,6 +324,32 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self.assertEqual(reminder.state, "sent")
         self.assertEqual(len(self._mails(reminder)), 1)
         self.assertFalse(self._intents(), "nothing charged")
+
+    def test_auto_charge_held_by_a_risk_flag_sends_the_link(self):
+        self._consent()
+        self._invoice_due(90.0, D)
+        flag = (
+            self.env["crm.payment.risk.flag"]
+            .sudo()
+            .create(
+                {
+                    "partner_id": self.partner.id,
+                    "company_id": self.company.id,
+                    "rule": "failed_customer",
+                    "cause_key": "collections-test",
+                    "summary": "5 failed payment attempts of Azure Interior",
+                    "hold_charges": True,
+                }
+            )
+        )
+        reminder = self._run(D + timedelta(days=7)).filtered(lambda r: r.level == 2)
+        self.assertEqual(reminder.state, "sent", "held: emailed with its link, not charged")
+        self.assertIn(f"/crm_payment/stripe/pay_all/{self.partner.id}/", self._mails(reminder).body_html)
+        self.assertFalse(self._intents(), "nothing charged while the flag holds")
+        flag._crm_clear("The customer called: the card was replaced.")
+        charged = self._run(D + timedelta(days=15)).filtered(lambda r: r.level == 3)
+        self.assertEqual(charged.state, "charged", "cleared: the next level charges")
+        self.assertEqual(len(self._intents()), 1)
 
     def test_declined_auto_charge_sends_reminder_with_link_and_reason(self):
         self._consent(card="4000000000000341")
