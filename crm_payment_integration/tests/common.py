@@ -54,6 +54,23 @@ def localstripe_url():
     return _localstripe["url"]
 
 
+def post_signed_event(case, provider, event, secret):
+    """Post a Stripe event (a dict) to the provider's webhook route, signed with ``secret`` as
+    Stripe signs it, from an ``HttpCase``; assert the route answered 200.
+
+    :return: the HTTP response
+    """
+    body = json.dumps(event)
+    response = case.url_open(
+        f"/crm_payment/stripe/webhook/{provider.id}",
+        data=body.encode(),
+        headers={"Content-Type": "application/json", "Stripe-Signature": sign_payload(body, secret)},
+        timeout=20,
+    )
+    case.assertEqual(response.status_code, 200)
+    return response
+
+
 def sign_payload(payload, secret, timestamp=None):
     """Return the ``Stripe-Signature`` header Stripe would send for a payload."""
     timestamp = int(time.time()) if timestamp is None else timestamp

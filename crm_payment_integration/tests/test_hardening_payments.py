@@ -14,7 +14,7 @@ from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, TransactionCase, tagged
 
-from .common import CrmPaymentCommon, StripeHttpMock, sign_payload, stripe_event
+from .common import CrmPaymentCommon, StripeHttpMock, post_signed_event, stripe_event
 from .test_payments import IdempotentLocalstripe
 
 SECRET = "whsec_hardening_payments"
@@ -112,14 +112,7 @@ class HardeningCommon(CrmPaymentCommon, HttpCase):
     def _post_event(self, event_type, obj):
         """Stripe sends a signed event to the webhook route."""
         event = stripe_event(event_type, obj)
-        body = json.dumps(event)
-        response = self.url_open(
-            f"/crm_payment/stripe/webhook/{self.provider.id}",
-            data=body.encode(),
-            headers={"Content-Type": "application/json", "Stripe-Signature": sign_payload(body, SECRET)},
-            timeout=20,
-        )
-        self.assertEqual(response.status_code, 200)
+        post_signed_event(self, self.provider, event, SECRET)
         return event
 
     def _process(self, client, *events):

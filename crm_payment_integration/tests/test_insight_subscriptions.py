@@ -2,7 +2,6 @@
 cohorts over it, the subscriber figures on the partner and the forecast; every figure computed
 by hand in the test."""
 
-import json
 from datetime import date, timedelta
 
 from dateutil.relativedelta import relativedelta
@@ -12,7 +11,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..services import forecast as method
-from .common import CrmPaymentCommon, sign_payload, stripe_event
+from .common import CrmPaymentCommon, post_signed_event, stripe_event
 from .test_stripe_billing import StripeBillingCommon
 
 SECRET = "whsec_insight_secret"
@@ -583,14 +582,7 @@ class TestMirroredMovements(StripeBillingCommon, HttpCase):
     """A Stripe Billing subscription's movements, from the import and from a signed webhook."""
 
     def _post_event(self, event):
-        body = json.dumps(event)
-        response = self.url_open(
-            f"/crm_payment/stripe/webhook/{self.provider.id}",
-            data=body.encode(),
-            headers={"Content-Type": "application/json", "Stripe-Signature": sign_payload(body, SECRET)},
-            timeout=20,
-        )
-        self.assertEqual(response.status_code, 200)
+        post_signed_event(self, self.provider, event, SECRET)
 
     def test_mirror_updated_by_webhook(self):
         eur = self._crm_currency("EUR")

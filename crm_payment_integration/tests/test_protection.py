@@ -12,7 +12,13 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
 from ..const import EVENT_RETRY_DELAYS
-from .common import CrmPaymentCommon, StripeHttpMock, sign_payload, stripe_event, stripe_fixture
+from .common import (
+    CrmPaymentCommon,
+    StripeHttpMock,
+    post_signed_event,
+    stripe_event,
+    stripe_fixture,
+)
 from .test_stripe_billing import StripeBillingCommon
 
 SECRET = "whsec_protection_secret"
@@ -568,14 +574,7 @@ class TestRiskEvents(ProtectionCommon, HttpCase):
     """Signed charge and early-fraud-warning events, in Stripe's shapes, through the route."""
 
     def _post(self, event):
-        body = json.dumps(event)
-        response = self.url_open(
-            f"/crm_payment/stripe/webhook/{self.provider.id}",
-            data=body.encode(),
-            headers={"Content-Type": "application/json", "Stripe-Signature": sign_payload(body, SECRET)},
-            timeout=20,
-        )
-        self.assertEqual(response.status_code, 200)
+        post_signed_event(self, self.provider, event, SECRET)
         return self.Event.search([("stripe_event_id", "=", event["id"])])
 
     def _paid(self, amount=20.0):

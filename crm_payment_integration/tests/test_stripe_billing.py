@@ -8,7 +8,13 @@ from dateutil.relativedelta import relativedelta
 from odoo.exceptions import UserError
 from odoo.tests import HttpCase, tagged
 
-from .common import CrmPaymentCommon, StripeHttpMock, sign_payload, stripe_event, stripe_fixture
+from .common import (
+    CrmPaymentCommon,
+    StripeHttpMock,
+    post_signed_event,
+    stripe_event,
+    stripe_fixture,
+)
 
 SECRET = "whsec_billing_secret"
 
@@ -211,14 +217,7 @@ class TestStripeBillingWebhooks(StripeBillingCommon, HttpCase):
     signed and posted by the test (localstripe does not renew subscriptions)."""
 
     def _post_event(self, event):
-        body = json.dumps(event)
-        response = self.url_open(
-            f"/crm_payment/stripe/webhook/{self.provider.id}",
-            data=body.encode(),
-            headers={"Content-Type": "application/json", "Stripe-Signature": sign_payload(body, SECRET)},
-            timeout=20,
-        )
-        self.assertEqual(response.status_code, 200)
+        post_signed_event(self, self.provider, event, SECRET)
 
     def _wait_for_localstripe(self, subscription_id, event_types):
         """Wait for localstripe's webhooks, reading only under the test lock the server threads
