@@ -92,7 +92,8 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
         self.assertEqual(dispute.stripe_charge_id, charge_id)
         self.assertEqual(dispute.user_id, self.seller)
         # The salesperson's activity, due the day before Stripe's deadline.
-        activity = dispute.activity_ids
+        # (the other activity on the dispute is its alert, for the alert user)
+        activity = dispute.activity_ids.filtered(lambda a: a.summary.startswith("Dispute: submit evidence"))
         self.assertEqual(activity.user_id, self.seller)
         due_by = fields.Datetime.to_datetime(dispute.evidence_due_date)
         self.assertEqual(activity.date_deadline, (due_by - timedelta(days=1)).date())
