@@ -18,7 +18,6 @@ from . import res_partner_insight
 from . import crm_lead_insight
 from . import res_company_insight
 from . import crm_payment_dispute
-from . import crm_payment_event_dispute
 from . import crm_payment_drift
 from . import crm_subscription_movement
 from . import crm_subscription_with_movements
