@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from markupsafe import escape
 
 from odoo import fields
+from odoo.exceptions import UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 
 from .common import CrmPaymentCommon, FakeCheckout
@@ -367,6 +368,56 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         )
         self.assertFalse(failed, "the reminder tells the customer, not a second email")
         self.assertIn("Charge declined", self.partner.message_ids[:1].body)
+
+    def _pay_all_opened_then_level_2(self):
+        """Invoices of 60 + 45 due 10 days ago, the customer opens the pay-all page (105)."""
+        today = fields.Date.today()
+        self._consent()
+        invoices = self._invoice_due(60.0, today - timedelta(days=10)) | self._invoice_due(
+            45.0, today - timedelta(days=9)
+        )
+        self._open_pay_all()
+        page_tx = self.env["payment.transaction"].search(
+            [("crm_collection_pay_all", "=", True), ("partner_id", "=", self.partner.id)]
+        )
+        self.assertEqual(self.stripe.sessions[page_tx.crm_checkout_session_id]["amount_total"], 10500)
+        return today, invoices, page_tx
+
+    def test_auto_charge_closes_the_open_pay_all_page_then_charges_once(self):
+        today, invoices, page_tx = self._pay_all_opened_then_level_2()
+        reminder = self._run(today).filtered(lambda r: r.level == 2)
+        self.assertEqual(reminder.state, "charged")
+        self.assertEqual(self.stripe.sessions[page_tx.crm_checkout_session_id]["status"], "expired")
+        self.assertEqual(page_tx.state, "cancel", "the page can no longer be paid")
+        intents = self._intents()
+        self.assertEqual(len(intents), 1)
+        self.assertIn("amount=10500", intents[0]["data"])  # 60 + 45
+        for invoice in invoices:
+            self.assertTrue(self._crm_reconciled(invoice))
+
+    def test_auto_charge_applies_a_page_paid_meanwhile_and_charges_nothing(self):
+        today, invoices, page_tx = self._pay_all_opened_then_level_2()
+        self.stripe.pay(page_tx.crm_checkout_session_id)  # no webhook nor return yet
+        reminder = self._run(today).filtered(lambda r: r.level == 2)
+        self.assertNotEqual(reminder.state, "charged")
+        self.assertFalse(self._intents(), "paid on the page: never charged again")
+        self.assertEqual(page_tx.state, "done")
+        self.assertEqual(page_tx.payment_id.amount, 105.0)
+        for invoice in invoices:
+            self.assertTrue(self._crm_reconciled(invoice))
+
+    def test_auto_charge_waits_for_a_page_payment_settling_later(self):
+        today, invoices, page_tx = self._pay_all_opened_then_level_2()
+        self.stripe.pay(page_tx.crm_checkout_session_id, delayed=True)
+        page_tx._crm_expire_checkout_session()  # the customer came back: a payment settling later
+        self.assertEqual(page_tx.state, "pending")
+        reminder = self._run(today).filtered(lambda r: r.level == 2)
+        self.assertEqual(reminder.state, "pending")
+        self.assertFalse(self._intents(), "a page payment is under way: no charge")
+        self.assertEqual(sum(invoices.mapped("amount_residual")), 105.0)
+        # and no second page to pay them either
+        with self.assertRaisesRegex(UserError, "in progress"):
+            self.partner._crm_pay_all_tx(self.company, self.usd)
 
     # --- statement -------------------------------------------------------------------------
 
