@@ -333,7 +333,8 @@ class ResPartner(models.Model):
         """Apply the customer's unallocated payments to their open invoices, oldest due date
         first (Odoo's reconciliation matches lines in due-date order): a partial payment
         settles the oldest invoice first. Per receivable account; payments only (credit notes
-        stay for the accountant to apply).
+        stay for the accountant to apply). Invoices in open dispute and invoices Stripe Billing
+        collects (``crm_stripe_invoice_id``) are never allocated to.
 
         :return: the invoices touched
         """
@@ -350,8 +351,16 @@ class ResPartner(models.Model):
         credits = Line.search(base + [("balance", "<", 0), ("move_id.origin_payment_id", "!=", False)])
         if not credits:
             return self.env["account.move"]
+        # Invoices in open dispute and those Stripe Billing collects are left alone: a payment
+        # applied there would be taken from an invoice the customer contests or pays by Stripe.
         debits = Line.search(
-            base + [("balance", ">", 0), ("move_id.move_type", "=", "out_invoice")],
+            base
+            + [
+                ("balance", ">", 0),
+                ("move_id.move_type", "=", "out_invoice"),
+                ("move_id.crm_stripe_invoice_id", "=", False),
+                ("move_id", "not in", list(self.env["account.move"]._crm_collection_excluded_move_ids())),
+            ],
             order="date_maturity, id",
         )
         touched = self.env["account.move"]
