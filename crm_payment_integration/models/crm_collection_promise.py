@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError, ValidationError
 from odoo.tools import format_amount
 
 
@@ -68,6 +71,35 @@ class CrmCollectionPromise(models.Model):
                 )
             )
         return promises
+
+    # How far a promise may pause the reminders: its date at most this many days after the
+    # day it was made.
+    _crm_max_days = 90
+
+    @api.constrains("date", "start_date")
+    def _check_crm_promise_date(self):
+        for promise in self:
+            if (
+                not promise.start_date
+                <= promise.date
+                <= promise.start_date + timedelta(days=self._crm_max_days)
+            ):
+                raise ValidationError(
+                    _(
+                        "The promised date must be between the day of the promise (%(start)s) and "
+                        "%(days)s days after it.",
+                        start=promise.start_date,
+                        days=self._crm_max_days,
+                    )
+                )
+
+    def write(self, vals):
+        """:raise UserError: when a user (not the collections run) writes the state, the day of
+        the promise or the amount paid since: a broken promise is not reopened nor stretched
+        by hand; record a new one."""
+        if not self.env.su and {"state", "start_date", "paid_amount"} & set(vals):
+            raise UserError(_("A promise's state, day and amount paid are set by the collections alone."))
+        return super().write(vals)
 
     @api.model
     def _crm_settle(self, today):

@@ -357,15 +357,24 @@ class CrmCollectionReminder(models.Model):
         moves = self._crm_open_invoices()
         if not moves:
             return
-        total = sum(moves.mapped("amount_residual"))
         try:
             with self.env.cr.savepoint():
                 moves._crm_lock_for_charge()
-                if moves._crm_settle_earlier_charges() or any(
-                    move._crm_charge_in_progress(settle=False) for move in moves
-                ):
+                if moves._crm_settle_earlier_charges() or self._crm_payment_under_way(moves):
                     self.write({"state": "pending"})
                     return
+                # The customer's hosted pages still open (the pay-all page of a reminder, the
+                # invoice's own payment link) are closed first: a page paid meanwhile is
+                # applied instead, and only what is still due is charged, never twice.
+                self._crm_hosted_txs(moves)._crm_expire_checkout_session()
+                if self._crm_payment_under_way(moves):
+                    self.write({"state": "pending"})
+                    return
+                moves = self._crm_open_invoices()
+                if not moves:
+                    self.write({"state": "skipped"})
+                    return
+                total = sum(moves.mapped("amount_residual"))
                 tx = (
                     self.env["payment.transaction"]
                     .with_context(crm_collection_reminder=True)
@@ -396,6 +405,23 @@ class CrmCollectionReminder(models.Model):
             )
         else:
             self.write({"state": "pending", "transaction_id": tx.id})
+
+    @api.model
+    def _crm_hosted_txs(self, moves):
+        """The hosted-page (Checkout) transactions of these invoices, sudo: the pay-all pages
+        naming them and each invoice's own payment link."""
+        moves = moves.sudo()
+        return (moves.transaction_ids | moves.crm_payment_tx_id).filtered(
+            lambda tx: tx.crm_flow == "checkout"
+        )
+
+    @api.model
+    def _crm_payment_under_way(self, moves):
+        """Whether a payment of these invoices is under way: an off-session charge not ended,
+        or a hosted-page payment pending or authorized (a method that settles later)."""
+        return any(move._crm_charge_in_progress(settle=False) for move in moves) or any(
+            tx.state in ("pending", "authorized") for tx in self._crm_hosted_txs(moves)
+        )
 
     def _crm_send_emails(self):
         """Queue the reminders' emails, one batch per template (with the PDF letter where the

@@ -284,6 +284,7 @@ class ResPartner(models.Model):
             ]
         )
         moves = partner._crm_overdue_moves(company, currency)
+        self._crm_refuse_if_paying(moves)
         total = sum(moves.mapped("amount_residual"))
         for tx in open_txs:
             if (
@@ -297,8 +298,27 @@ class ResPartner(models.Model):
         moves = partner._crm_overdue_moves(company, currency)  # paid meanwhile: left out
         if not moves:
             return Transaction
+        self._crm_refuse_if_paying(moves)
+        tx = Transaction.with_company(company)._crm_create(
+            partner, sum(moves.mapped("amount_residual")), currency, "checkout", invoices=moves
+        )
+        tx.crm_collection_pay_all = True
+        names = ", ".join(moves.mapped("name"))
+        tx._crm_create_checkout_session(description=_("Invoices %s", names)[:250])
+        return tx
+
+    @api.model
+    def _crm_refuse_if_paying(self, moves):
+        """Refuse while a payment of one of these invoices is under way: an off-session charge
+        or a hosted-page payment settling later (pending, authorized). A second page would let
+        the customer pay twice.
+
+        :raise UserError: naming the invoice and the transaction
+        """
         for move in moves:
-            in_progress = move._crm_charge_in_progress()
+            in_progress = move._crm_charge_in_progress() | (
+                move.sudo().transaction_ids | move.sudo().crm_payment_tx_id
+            ).filtered(lambda tx: tx.crm_flow == "checkout" and tx.state in ("pending", "authorized"))
             if in_progress:
                 raise UserError(
                     _(
@@ -308,19 +328,13 @@ class ResPartner(models.Model):
                         reference=in_progress[0].reference,
                     )
                 )
-        tx = Transaction.with_company(company)._crm_create(
-            partner, sum(moves.mapped("amount_residual")), currency, "checkout", invoices=moves
-        )
-        tx.crm_collection_pay_all = True
-        names = ", ".join(moves.mapped("name"))
-        tx._crm_create_checkout_session(description=_("Invoices %s", names)[:250])
-        return tx
 
     def _crm_allocate_payments(self, company):
         """Apply the customer's unallocated payments to their open invoices, oldest due date
         first (Odoo's reconciliation matches lines in due-date order): a partial payment
         settles the oldest invoice first. Per receivable account; payments only (credit notes
-        stay for the accountant to apply).
+        stay for the accountant to apply). Invoices in open dispute and invoices Stripe Billing
+        collects (``crm_stripe_invoice_id``) are never allocated to.
 
         :return: the invoices touched
         """
@@ -337,8 +351,16 @@ class ResPartner(models.Model):
         credits = Line.search(base + [("balance", "<", 0), ("move_id.origin_payment_id", "!=", False)])
         if not credits:
             return self.env["account.move"]
+        # Invoices in open dispute and those Stripe Billing collects are left alone: a payment
+        # applied there would be taken from an invoice the customer contests or pays by Stripe.
         debits = Line.search(
-            base + [("balance", ">", 0), ("move_id.move_type", "=", "out_invoice")],
+            base
+            + [
+                ("balance", ">", 0),
+                ("move_id.move_type", "=", "out_invoice"),
+                ("move_id.crm_stripe_invoice_id", "=", False),
+                ("move_id", "not in", list(self.env["account.move"]._crm_collection_excluded_move_ids())),
+            ],
             order="date_maturity, id",
         )
         touched = self.env["account.move"]

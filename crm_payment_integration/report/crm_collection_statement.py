@@ -1,4 +1,5 @@
 from odoo import api, fields, models
+from odoo.exceptions import AccessError
 
 
 class ReportCrmStatement(models.AbstractModel):
@@ -11,9 +12,18 @@ class ReportCrmStatement(models.AbstractModel):
 
     @api.model
     def _get_report_values(self, docids, data=None):
+        """:raise UserError: without billing rights (the statement lists a customer's whole
+        account with a pay-all link); AccessError: for a company not among the user's
+        allowed companies or a customer they cannot read. The portal route and the emails
+        render it as superuser, for the customer's own statement."""
         data = data or {}
         company = self.env["res.company"].browse(data.get("company_id")) or self.env.company
         partners = self.env["res.partner"].browse(docids)
+        if not self.env.su:
+            self.env["account.move"]._crm_check_accounting_rights()
+            if company not in self.env.companies:
+                raise AccessError(self.env._("You cannot read the statements of %s.", company.display_name))
+            partners.check_access("read")
         date_from, date_to = partners._crm_statement_period(data.get("date_from"), data.get("date_to"))
         return {
             "doc_ids": docids,

@@ -78,6 +78,7 @@ EXPECTATIONS = {
     ("crm.collection.overview", "action_call"): "_case_collection_row",
     ("crm.collection.overview", "action_send_statement"): "_case_collection_row",
     ("crm.collection.promise", "create"): "_case_promise_create",
+    ("crm.collection.promise", "write"): "_case_promise_write",
 }
 
 
@@ -670,6 +671,13 @@ class TestAccess(CrmPaymentCommon, HttpCase):
     def _case_promise_create(self, model, method):
         values = {"partner_id": self.customer_a.id, "date": str(date.today()), "amount": 100.0}
         return Case(self.env[model], args=[values], refused=(self.portal_a,), allowed=self.sales_own)
+
+    def _case_promise_write(self, model, method):
+        values = {"partner_id": self.customer_a.id, "date": str(date.today()), "amount": 100.0}
+        promise = self.env[model].create(values)
+        return Case(
+            promise, args=[{"note": "Called again."}], refused=(self.portal_a,), allowed=self.sales_own
+        )
 
     # === A STRIPE-BILLED SUBSCRIPTION: THE PORTAL CANNOT CANCEL IT OVER RPC === #
 

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from markupsafe import escape
 
 from odoo import fields
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import HttpCase, new_test_user, tagged
 
 from .common import CrmPaymentCommon, FakeCheckout
@@ -288,6 +289,29 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self.assertEqual(reminders.invoice_ids, middle | newest, "a paid invoice is never reminded")
         self.assertEqual(reminders.amount, 350.0)
 
+    def test_payment_not_allocated_to_disputed_nor_stripe_billing_invoices(self):
+        disputed = self._invoice_due(100.0, D - timedelta(days=30))
+        billed = self._invoice_due(80.0, D - timedelta(days=25))
+        billed.sudo().crm_stripe_invoice_id = "in_collections_test"
+        plain = self._invoice_due(200.0, D - timedelta(days=10))
+        self.env["crm.payment.dispute"].sudo().create(
+            {
+                "stripe_dispute_id": "dp_allocation",
+                "provider_id": self.provider.id,
+                "company_id": self.company.id,
+                "invoice_id": disputed.id,
+                "partner_id": self.partner.id,
+                "amount": 100.0,
+                "currency_id": self.usd.id,
+                "state": "needs_response",
+            }
+        )
+        self._payment(150.0, D - timedelta(days=1))
+        self._run(D)
+        # The 150 goes to the only invoice left to allocate to: 200 - 150 = 50 left.
+        self.assertEqual(plain.amount_residual, 50.0)
+        self.assertEqual((disputed.amount_residual, billed.amount_residual), (100.0, 80.0))
+
     # --- automatic charge ------------------------------------------------------------------
 
     def _consent(self, card="4242424242424242"):
@@ -368,6 +392,56 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self.assertFalse(failed, "the reminder tells the customer, not a second email")
         self.assertIn("Charge declined", self.partner.message_ids[:1].body)
 
+    def _pay_all_opened_then_level_2(self):
+        """Invoices of 60 + 45 due 10 days ago, the customer opens the pay-all page (105)."""
+        today = fields.Date.today()
+        self._consent()
+        invoices = self._invoice_due(60.0, today - timedelta(days=10)) | self._invoice_due(
+            45.0, today - timedelta(days=9)
+        )
+        self._open_pay_all()
+        page_tx = self.env["payment.transaction"].search(
+            [("crm_collection_pay_all", "=", True), ("partner_id", "=", self.partner.id)]
+        )
+        self.assertEqual(self.stripe.sessions[page_tx.crm_checkout_session_id]["amount_total"], 10500)
+        return today, invoices, page_tx
+
+    def test_auto_charge_closes_the_open_pay_all_page_then_charges_once(self):
+        today, invoices, page_tx = self._pay_all_opened_then_level_2()
+        reminder = self._run(today).filtered(lambda r: r.level == 2)
+        self.assertEqual(reminder.state, "charged")
+        self.assertEqual(self.stripe.sessions[page_tx.crm_checkout_session_id]["status"], "expired")
+        self.assertEqual(page_tx.state, "cancel", "the page can no longer be paid")
+        intents = self._intents()
+        self.assertEqual(len(intents), 1)
+        self.assertIn("amount=10500", intents[0]["data"])  # 60 + 45
+        for invoice in invoices:
+            self.assertTrue(self._crm_reconciled(invoice))
+
+    def test_auto_charge_applies_a_page_paid_meanwhile_and_charges_nothing(self):
+        today, invoices, page_tx = self._pay_all_opened_then_level_2()
+        self.stripe.pay(page_tx.crm_checkout_session_id)  # no webhook nor return yet
+        reminder = self._run(today).filtered(lambda r: r.level == 2)
+        self.assertNotEqual(reminder.state, "charged")
+        self.assertFalse(self._intents(), "paid on the page: never charged again")
+        self.assertEqual(page_tx.state, "done")
+        self.assertEqual(page_tx.payment_id.amount, 105.0)
+        for invoice in invoices:
+            self.assertTrue(self._crm_reconciled(invoice))
+
+    def test_auto_charge_waits_for_a_page_payment_settling_later(self):
+        today, invoices, page_tx = self._pay_all_opened_then_level_2()
+        self.stripe.pay(page_tx.crm_checkout_session_id, delayed=True)
+        page_tx._crm_expire_checkout_session()  # the customer came back: a payment settling later
+        self.assertEqual(page_tx.state, "pending")
+        reminder = self._run(today).filtered(lambda r: r.level == 2)
+        self.assertEqual(reminder.state, "pending")
+        self.assertFalse(self._intents(), "a page payment is under way: no charge")
+        self.assertEqual(sum(invoices.mapped("amount_residual")), 105.0)
+        # and no second page to pay them either
+        with self.assertRaisesRegex(UserError, "in progress"):
+            self.partner._crm_pay_all_tx(self.company, self.usd)
+
     # --- statement -------------------------------------------------------------------------
 
     def _statement_data(self):
@@ -427,6 +501,26 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         mail = self.env["mail.mail"].search([("model", "=", "res.partner"), ("res_id", "=", self.partner.id)])
         self.assertEqual(mail.recipient_ids, self.partner)
         self.assertEqual(len(mail.attachment_ids), 1)
+
+    def test_statement_rendered_by_billing_users_only(self):
+        self._statement_data()
+        data = {"date_from": "2030-02-01", "date_to": "2030-02-28", "company_id": self.company.id}
+        name = "crm_payment_integration.report_crm_statement"
+        Report = self.env["ir.actions.report"]
+        with self.assertRaises(UserError):
+            Report.with_user(self.salesman)._render_qweb_html(name, self.partner.ids, data)
+        other = self.env["res.company"].create({"name": "Other statements Co"})
+        with self.assertRaises(AccessError):
+            Report.with_user(self.accountant)._render_qweb_html(
+                name, self.partner.ids, dict(data, company_id=other.id)
+            )
+        # the accountant, and the portal and email paths (superuser): 950 (see the test above)
+        html = Report.with_user(self.accountant)._render_qweb_html(name, self.partner.ids, data)[0]
+        self.assertIn(b"950.00", html)
+        self.assertIn(
+            b"950.00",
+            Report.with_user(self.salesman).sudo()._render_qweb_html(name, self.partner.ids, data)[0],
+        )
 
     def test_portal_statement_only_own_lines(self):
         other = self._statement_data()
@@ -524,6 +618,32 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self.assertFalse(self._run(D + timedelta(days=9)))
         self.assertEqual((promise.state, promise.paid_amount), ("kept", 300.0))
         self.assertTrue(self._crm_reconciled(invoice))
+
+    def test_promise_not_reopened_nor_stretched_by_hand(self):
+        self._invoice_due(500.0, D)
+        Promise = self.env["crm.collection.promise"].with_user(self.salesman)
+        promise = Promise.create(
+            {"partner_id": self.partner.id, "date": D + timedelta(days=10), "amount": 500.0, "start_date": D}
+        )
+        self._run(D + timedelta(days=11))
+        self.assertEqual(promise.state, "broken")
+        for vals in ({"state": "open"}, {"start_date": D + timedelta(days=11)}, {"paid_amount": 500.0}):
+            with self.assertRaises(UserError):
+                promise.write(vals)
+        self.assertEqual(promise.state, "broken")
+        # at most 90 days after the day of the promise (D + 90 allowed, D + 91 not)
+        promise.write({"date": D + timedelta(days=90)})
+        with self.assertRaises(ValidationError):
+            promise.write({"date": D + timedelta(days=91)})
+        with self.assertRaises(ValidationError):
+            Promise.create(
+                {
+                    "partner_id": self.partner.id,
+                    "date": D + timedelta(days=91),
+                    "amount": 1.0,
+                    "start_date": D,
+                }
+            )
 
     # --- collections list ------------------------------------------------------------------
 
