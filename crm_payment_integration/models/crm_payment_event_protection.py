@@ -16,7 +16,7 @@ PROTECTION_EVENT_HANDLERS = {
 
 
 class CrmPaymentEvent(models.Model):
-    _inherit = "crm.payment.event"
+    _inherit = "crm.payment.event"  # pylint: disable=consider-merging-classes-inherited
 
     @api.model
     def _crm_get_event_handlers(self):

@@ -160,7 +160,7 @@ class CrmPaymentRiskFlag(models.Model):
         if not row:
             return self.browse()
         flag = self.sudo().browse(row[0])
-        event_id = self.env.context.get("crm_audit_event")
+        event_id = self.env["crm.payment.audit"]._crm_applying_event()
         if event_id:
             self.env["crm.payment.audit"]._crm_log_change(event_id, flag, {"state": [None, "open"]})
         if rule.code != "early_fraud_warning":  # the warning raises its own alert

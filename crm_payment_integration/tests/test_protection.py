@@ -733,3 +733,27 @@ class TestAuditOfSubscriptionEvents(StripeBillingCommon):
             (len(line), line.res_id, line.operation, line.changes),
             (1, mirror.id, "customer.subscription.deleted", {"state": ["active", "cancelled"]}),
         )
+
+    def test_client_context_cannot_forge_event_change_lines(self):
+        """A client putting ``crm_audit_event`` in its context writes no "changed by a Stripe
+        event" line: only the ledger applying an event does."""
+        remote = self._stripe_subscription()
+        event = stripe_event("customer.subscription.updated", remote)
+        Event = self.env["crm.payment.event"]
+        stored = Event.browse(Event.sudo()._crm_ingest(self.provider, event, json.dumps(event)))
+        product = self.env["product.product"].create({"name": "Support plan", "type": "service"})
+        mirror = self.env["crm.subscription"].create(
+            {
+                "partner_id": self.partner.id,
+                "line_ids": [(0, 0, {"product_id": product.id, "quantity": 1, "price_unit": 10.0})],
+            }
+        )
+        Audit = self.env["crm.payment.audit"]
+        before = Audit.search_count([("kind", "=", "change")])
+        mirror.user_id = self.salesman
+        forged = {"crm_audit_event": stored.id, "crm_audit_event_type": "customer.subscription.deleted"}
+        mirror.with_user(self.salesman).with_context(**forged).write({"state": "cancelled"})
+        self.assertEqual(mirror.state, "cancelled")
+        # Even as superuser, without the ledger's own flag, the context forges nothing.
+        mirror.sudo().with_context(**forged).write({"state": "active"})
+        self.assertEqual(Audit.search_count([("kind", "=", "change")]), before)
