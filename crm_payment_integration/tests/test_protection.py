@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from unittest.mock import patch
 
 from odoo import fields
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
@@ -264,6 +264,26 @@ class TestChargesHeld(ProtectionCommon):
             .create({"reason": reason})
         )
         wizard.action_confirm()
+
+    def test_flags_cleared_only_through_the_dialog(self):
+        """An accountant's direct write of a flag's state, hold or cause is refused; the
+        clearing dialog, messages and activities keep working."""
+        flag = self._hold()
+        as_accountant = flag.with_user(self.accountant)
+        for vals in (
+            {"state": "cleared"},
+            {"hold_charges": False},
+            {"cleared_by_id": self.accountant.id, "clear_reason": "forged"},
+            {"cause_key": "other"},
+            {"partner_id": self.salesman.partner_id.id},
+        ):
+            with self.assertRaises(AccessError):
+                as_accountant.write(vals)
+        self.assertEqual((flag.state, flag.hold_charges), ("open", True))
+        as_accountant.message_post(body="Called the customer")
+        as_accountant.activity_schedule("mail.mail_activity_data_todo", user_id=self.accountant.id)
+        self._clear(flag)
+        self.assertEqual((flag.state, flag.cleared_by_id), ("cleared", self.accountant))
 
     def test_billing_run_skips_then_resumes(self):
         subscription = self._subscription(self._crm_save_card())
