@@ -147,6 +147,18 @@ class CrmPaymentAudit(models.Model):
         self._crm_insert(self.env.cr, values)
 
     @api.model
+    def _crm_applying_event(self):
+        """The id of the `crm.payment.event` being applied, or ``False``.
+
+        Only the ledger (superuser environment flagged ``crm_ledger_processing`` by
+        `crm.payment.event` processing) applies events: a client putting ``crm_audit_event``
+        in its own context must not write "changed by a Stripe event" lines.
+        """
+        if not (self.env.su and self.env.context.get("crm_ledger_processing")):
+            return False
+        return self.env.context.get("crm_audit_event") or False
+
+    @api.model
     def _crm_log_change(self, event_id, record, changes, operation=None):
         """Record a change a Stripe event applied to ``record``.
 
@@ -155,7 +167,7 @@ class CrmPaymentAudit(models.Model):
         :param dict changes: ``{field: [before, after]}``, plain JSON values
         :param str operation: defaults to the event's type
         """
-        if operation is None and self.env.context.get("crm_audit_event") == event_id:
+        if operation is None and event_id and self._crm_applying_event() == event_id:
             operation = self.env.context.get("crm_audit_event_type")
         if operation is None:
             self.env.cr.execute("SELECT event_type FROM crm_payment_event WHERE id = %s", [event_id])
@@ -180,7 +192,7 @@ class CrmPaymentAudit(models.Model):
     def _crm_log_state_changes(self, records, before):
         """Record the audited fields of ``records`` that changed since ``before``
         (``{id: {field: value}}``), when a Stripe event is being applied."""
-        event_id = self.env.context.get("crm_audit_event")
+        event_id = self._crm_applying_event()
         if not event_id:
             return
         for record in records:

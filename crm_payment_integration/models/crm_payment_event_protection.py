@@ -26,7 +26,7 @@ DISPUTE_EVENT_TYPES = (
 
 
 class CrmPaymentEvent(models.Model):
-    _inherit = "crm.payment.event"
+    _inherit = "crm.payment.event"  # pylint: disable=consider-merging-classes-inherited
 
     @api.model
     def _crm_get_event_handlers(self):

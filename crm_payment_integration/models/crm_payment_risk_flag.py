@@ -2,7 +2,7 @@ import json
 import logging
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 
 from .crm_payment_risk_rule import RISK_RULES
 
@@ -57,6 +57,38 @@ class CrmPaymentRiskFlag(models.Model):
     _sql_constraints = [
         ("cause_uniq", "unique(company_id, rule, cause_key)", "A risk rule flags a cause once."),
     ]
+
+    # What a flag says and how it was cleared: written by the rules and the clearing wizard
+    # (both as superuser), never by a client's own write.
+    _CRM_PROTECTED_FIELDS = frozenset(
+        {
+            "company_id",
+            "partner_id",
+            "transaction_id",
+            "lead_id",
+            "rule",
+            "subject",
+            "cause_key",
+            "values",
+            "summary",
+            "state",
+            "hold_charges",
+            "cleared_by_id",
+            "cleared_at",
+            "clear_reason",
+        }
+    )
+
+    def write(self, vals):
+        """Refuse a client's direct change of a flag's facts or state: clearing goes through
+        the clearing dialog (`action_crm_clear`), which keeps who and why.
+
+        :raise AccessError: when a field of ``_CRM_PROTECTED_FIELDS`` is written outside a
+            superuser environment
+        """
+        if not self.env.su and self._CRM_PROTECTED_FIELDS & set(vals):
+            raise AccessError(_("Risk flags are cleared with the Clear button, which keeps who and why."))
+        return super().write(vals)
 
     @api.depends("values")
     def _compute_values_text(self):
@@ -160,7 +192,7 @@ class CrmPaymentRiskFlag(models.Model):
         if not row:
             return self.browse()
         flag = self.sudo().browse(row[0])
-        event_id = self.env.context.get("crm_audit_event")
+        event_id = self.env["crm.payment.audit"]._crm_applying_event()
         if event_id:
             self.env["crm.payment.audit"]._crm_log_change(event_id, flag, {"state": [None, "open"]})
         if rule.code != "early_fraud_warning":  # the warning raises its own alert

@@ -206,7 +206,7 @@ class CrmSubscription(models.Model):
         Stripe event changes goes to the audit trail."""
         before = (
             {subscription.id: {"state": subscription.state} for subscription in self}
-            if "state" in vals and self.env.context.get("crm_audit_event")
+            if "state" in vals and self.env["crm.payment.audit"]._crm_applying_event()
             else None
         )
         res = super().write(vals)

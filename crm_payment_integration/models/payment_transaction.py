@@ -1424,7 +1424,7 @@ class PaymentTransaction(models.Model):
 
     def _update_state(self, allowed_states, target_state, state_message):
         """Override of `payment` to write the state a Stripe event changed to the audit trail."""
-        if not self.env.context.get("crm_audit_event"):
+        if not self.env["crm.payment.audit"]._crm_applying_event():
             return super()._update_state(allowed_states, target_state, state_message)
         before = {tx.id: {"state": tx.state} for tx in self}
         changed = super()._update_state(allowed_states, target_state, state_message)

@@ -71,6 +71,7 @@ EXPECTATIONS = {
     ("crm.payment.audit", "write"): "_case_audit_write",
     ("crm.payment.audit", "unlink"): "_case_audit_unlink",
     ("crm.payment.risk.flag", "action_crm_clear"): "_case_risk_flag",
+    ("crm.payment.risk.flag", "write"): "_case_risk_flag_write",
     ("crm.payment.risk.clear.wizard", "action_confirm"): "_case_risk_clear_wizard",
     ("res.partner", "action_crm_send_statement"): "_case_partner_statement",
     ("crm.collection.overview", "action_send_reminder"): "_case_collection_row",
@@ -643,6 +644,14 @@ class TestAccess(CrmPaymentCommon, HttpCase):
     def _case_risk_flag(self, model, method):
         return Case(
             self._risk_flag("efw:acc1"), refused=(self.sales_all, self.billing_2), allowed=self.billing_1
+        )
+
+    def _case_risk_flag_write(self, model, method):
+        return Case(
+            self._risk_flag("efw:acc3"),
+            args=[{"state": "cleared", "hold_charges": False}],
+            refused=(self.billing_1, self.billing_2, self.sales_all, self.admin),
+            covered_by="test_protection (flags are cleared through the dialog only)",
         )
 
     def _case_risk_clear_wizard(self, model, method):

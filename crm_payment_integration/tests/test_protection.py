@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from unittest.mock import patch
 
 from odoo import fields
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
@@ -264,6 +264,26 @@ class TestChargesHeld(ProtectionCommon):
             .create({"reason": reason})
         )
         wizard.action_confirm()
+
+    def test_flags_cleared_only_through_the_dialog(self):
+        """An accountant's direct write of a flag's state, hold or cause is refused; the
+        clearing dialog, messages and activities keep working."""
+        flag = self._hold()
+        as_accountant = flag.with_user(self.accountant)
+        for vals in (
+            {"state": "cleared"},
+            {"hold_charges": False},
+            {"cleared_by_id": self.accountant.id, "clear_reason": "forged"},
+            {"cause_key": "other"},
+            {"partner_id": self.salesman.partner_id.id},
+        ):
+            with self.assertRaises(AccessError):
+                as_accountant.write(vals)
+        self.assertEqual((flag.state, flag.hold_charges), ("open", True))
+        as_accountant.message_post(body="Called the customer")
+        as_accountant.activity_schedule("mail.mail_activity_data_todo", user_id=self.accountant.id)
+        self._clear(flag)
+        self.assertEqual((flag.state, flag.cleared_by_id), ("cleared", self.accountant))
 
     def test_billing_run_skips_then_resumes(self):
         subscription = self._subscription(self._crm_save_card())
@@ -733,3 +753,27 @@ class TestAuditOfSubscriptionEvents(StripeBillingCommon):
             (len(line), line.res_id, line.operation, line.changes),
             (1, mirror.id, "customer.subscription.deleted", {"state": ["active", "cancelled"]}),
         )
+
+    def test_client_context_cannot_forge_event_change_lines(self):
+        """A client putting ``crm_audit_event`` in its context writes no "changed by a Stripe
+        event" line: only the ledger applying an event does."""
+        remote = self._stripe_subscription()
+        event = stripe_event("customer.subscription.updated", remote)
+        Event = self.env["crm.payment.event"]
+        stored = Event.browse(Event.sudo()._crm_ingest(self.provider, event, json.dumps(event)))
+        product = self.env["product.product"].create({"name": "Support plan", "type": "service"})
+        mirror = self.env["crm.subscription"].create(
+            {
+                "partner_id": self.partner.id,
+                "line_ids": [(0, 0, {"product_id": product.id, "quantity": 1, "price_unit": 10.0})],
+            }
+        )
+        Audit = self.env["crm.payment.audit"]
+        before = Audit.search_count([("kind", "=", "change")])
+        mirror.user_id = self.salesman
+        forged = {"crm_audit_event": stored.id, "crm_audit_event_type": "customer.subscription.deleted"}
+        mirror.with_user(self.salesman).with_context(**forged).write({"state": "cancelled"})
+        self.assertEqual(mirror.state, "cancelled")
+        # Even as superuser, without the ledger's own flag, the context forges nothing.
+        mirror.sudo().with_context(**forged).write({"state": "active"})
+        self.assertEqual(Audit.search_count([("kind", "=", "change")]), before)
