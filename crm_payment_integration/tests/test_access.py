@@ -67,6 +67,7 @@ EXPECTATIONS = {
     ("crm.payment.dispute", "action_crm_submit_evidence"): "_case_dispute_evidence",
     ("crm.payment.dispute", "action_crm_refresh"): "_case_dispute_refresh",
     ("crm.payment.dispute.evidence.wizard", "action_submit"): "_case_evidence_wizard",
+    ("crm.payment.dispute.evidence.wizard", "create"): "_case_evidence_wizard_create",
     ("crm.payment.drift", "action_crm_repair"): "_case_drift_repair",
     ("crm.payment.audit", "write"): "_case_audit_write",
     ("crm.payment.audit", "unlink"): "_case_audit_unlink",
@@ -579,6 +580,15 @@ class TestAccess(CrmPaymentCommon, HttpCase):
             self._wizard(model, self.sales_own, {"dispute_id": self._dispute().id}),
             refused=(self.sales_own,),
             covered_by="test_disputes.test_created_evidence_submitted_then_won",
+        )
+
+    def _case_evidence_wizard_create(self, model, method):
+        return Case(
+            self.env[model],
+            args=[{"dispute_id": self._dispute().id}],
+            refused=(self.billing_2, self.portal_a),
+            allowed=self.billing_1,
+            covered_by="test_disputes.test_evidence_form_only_for_a_dispute_the_user_may_read",
         )
 
     def _case_drift_repair(self, model, method):

@@ -229,6 +229,17 @@ class TestDisputes(SignedEvents, CrmPaymentCommon, HttpCase):
         alert = self.env["crm.payment.alert"].sudo().search([("kind", "=", "dispute")])
         self.assertEqual((len(alert), alert.cause_key), (1, f"dispute:{remote['id']}"))
 
+    def test_evidence_form_only_for_a_dispute_the_user_may_read(self):
+        invoice, tx, charge_id = self._paid_invoice(30.0)
+        remote = self._stripe_dispute(charge_id, tx, 3000)
+        self._deliver(("charge.dispute.created", remote))
+        dispute = self._record(remote)
+        stranger = self.other_seller  # a salesperson who sees their own documents only
+        self.assertFalse(dispute.with_user(stranger).search_count([("id", "=", dispute.id)]))
+        with self.assertRaises(AccessError):
+            wizard = self.env["crm.payment.dispute.evidence.wizard"].with_user(stranger)
+            wizard.create({"dispute_id": dispute.id}).read(["customer_communication", "billing_address"])
+
     def test_dispute_on_a_refunded_invoice_reopens_nothing(self):
         invoice, tx, charge_id = self._paid_invoice(50.0)
         self.env["crm.payment.refund.wizard"].with_user(self.accountant).create(

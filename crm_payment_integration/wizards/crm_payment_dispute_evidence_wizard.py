@@ -41,6 +41,17 @@ class CrmPaymentDisputeEvidenceWizard(models.TransientModel):
     uncategorized_text = fields.Text(string="Additional Explanation")
     attach_invoice = fields.Boolean(string="Attach the Invoice PDF", default=True)
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        """Override: the evidence is pre-filled from the dispute, its invoice and the chatter
+        read as superuser, so the user must be allowed to read the dispute itself.
+
+        :raise AccessError: for a dispute the user may not read
+        """
+        dispute_ids = [vals["dispute_id"] for vals in vals_list if vals.get("dispute_id")]
+        self.env["crm.payment.dispute"].browse(dispute_ids).check_access("read")
+        return super().create(vals_list)
+
     @api.depends("dispute_id")
     def _compute_evidence(self):
         for wizard in self:
