@@ -1,8 +1,11 @@
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 
 from .. import utils
 from .crm_stripe_customer import SYNCED_PARTNER_FIELDS
+
+# The consent of the collections' automatic charge: written by `_crm_set_autopay_consent` only.
+AUTOPAY_CONSENT_FIELDS = {"crm_autopay_consent", "crm_autopay_consent_date", "crm_autopay_consent_source"}
 
 
 class ResPartner(models.Model):
@@ -314,6 +317,19 @@ class ResPartner(models.Model):
         return [("commercial_partner_id", "in", bindings.partner_id.ids)]
 
     def write(self, vals):
+        """Override: also queue changed details for Stripe; the customer's consent to the
+        automatic payment of overdue invoices is recorded only by its own path
+        (`_crm_set_autopay_consent`: the customer's portal switch), never by a plain write.
+
+        :raise AccessError: writing the consent fields outside that path
+        """
+        if not self.env.su and AUTOPAY_CONSENT_FIELDS.intersection(vals):
+            raise AccessError(
+                _(
+                    "Only the customer gives or withdraws consent to the automatic payment of "
+                    "their overdue invoices, with the switch on their portal's invoices page."
+                )
+            )
         res = super().write(vals)
         if not self.env.context.get("crm_stripe_no_push") and any(
             field in vals for field in SYNCED_PARTNER_FIELDS

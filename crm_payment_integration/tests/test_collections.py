@@ -340,6 +340,23 @@ class TestCollections(CrmPaymentCommon, HttpCase):
         self.assertIn("amount=10050", intents[0]["data"])
         self.assertIn("currency=usd", intents[0]["data"])
 
+    def test_consent_only_from_the_customer(self):
+        """A user cannot give (or fake) a customer's consent to automatic charges."""
+        seller = new_test_user(self.env, login="consent_seller", groups="sales_team.group_sale_salesman")
+        accountant = new_test_user(self.env, login="consent_billing", groups="account.group_account_invoice")
+        for user in (seller, accountant):
+            with self.assertRaises(AccessError):
+                self.partner.with_user(user).write(
+                    {
+                        "crm_autopay_consent": True,
+                        "crm_autopay_consent_source": "portal",
+                        "crm_autopay_consent_date": "2026-01-01 00:00:00",
+                    }
+                )
+        self.assertFalse(self.partner.crm_autopay_consent)
+        self.partner._crm_set_autopay_consent(True, "portal")  # the portal switch's path
+        self.assertEqual(self.partner.crm_autopay_consent_source, "portal")
+
     def test_not_consented_email_only(self):
         self._crm_save_card()
         self.levels.filtered(lambda level: level.level == 2).auto_charge = True
