@@ -32,6 +32,7 @@ from odoo import Command
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 
+from ..models.res_partner_insight import CUSTOMER_VALUE_FIELDS
 from .common import CrmPaymentCommon, stripe_fixture
 
 T = date(2026, 6, 30)
@@ -311,22 +312,7 @@ class TestInsight(CrmPaymentCommon):
     # === CUSTOMER VALUE === #
 
     def _figures(self, partner):
-        return partner.read(
-            [
-                "crm_lifetime_value",
-                "crm_average_transaction",
-                "crm_purchase_frequency",
-                "crm_value_payment_count",
-                "crm_first_payment_date",
-                "crm_last_payment_date",
-                "crm_days_since_payment",
-                "crm_rfm_recency",
-                "crm_rfm_frequency",
-                "crm_rfm_monetary",
-                "crm_rfm_score",
-                "crm_rfm_segment",
-            ]
-        )[0]
+        return partner.read(list(CUSTOMER_VALUE_FIELDS))[0]
 
     def test_customer_value_and_rfm(self):
         self.Partner._crm_recompute_customer_value(companies=self.company, today=T)
